@@ -1,0 +1,1 @@
+"""The ``rrsis`` command: a thin click layer over :mod:`rrsis_geo`."""
