@@ -57,7 +57,12 @@ ADJECTIVES = frozenset(
     "round square rectangular circular oval curved straight "
     "low high old new main central single lone isolated other empty "
     "expressway storage tennis basketball baseball golf train toll service ground "
-    "first second third last".split()
+    "first second third last leftmost rightmost topmost bottommost upper lower middle".split()
+)
+BOUNDARY_WORDS = frozenset(
+    "on in of at near by beside besides behind over under above below along across between among "
+    "next to from with without which that who whose where located situated parked lying close "
+    "around inside outside into onto adjacent surrounded".split()
 )
 DETERMINERS = frozenset("the a an this that these those some two three four".split())
 
@@ -90,9 +95,15 @@ def split_words(text: str) -> list[str]:
 
 
 class LexiconMasker:
-    """Data-free noun-phrase finder [ours]: first lexicon object (longest multi-word match,
-    plural-tolerant), extended left over adjectives; determiners only if ``mask_determiners``.
-    When no lexicon object occurs, the first word that is not a determiner/adjective is used."""
+    """Data-free noun-phrase finder [ours].
+
+    English noun phrases are head-final and the referent comes first, so the object phrase is
+    looked for in the words before the first preposition / relative word ("on", "of", "which",
+    ...): the first lexicon object there (longest multi-word match, plural-tolerant), else the
+    last word there; then extended left over adjectives (determiners only if
+    ``mask_determiners``). When the expression starts with a preposition, the first lexicon
+    object anywhere is used.
+    """
 
     name = "lexicon"
 
@@ -100,22 +111,24 @@ class LexiconMasker:
         self.mask_determiners = mask_determiners
         self.phrases = _object_phrases()
 
+    def _find(self, low: list[str], lo: int, hi: int):
+        for i in range(lo, hi):
+            for p in self.phrases:
+                if i + len(p) <= hi and tuple(low[i:i + len(p)]) == p:
+                    return i, i + len(p)
+        return None
+
     def __call__(self, text: str) -> tuple[list[str], list[int]]:
         words = split_words(text)
         low = [_singular(w.lower()) for w in words]
-        span = None
-        for i in range(len(low)):
-            for p in self.phrases:
-                if tuple(low[i:i + len(p)]) == p:
-                    span = (i, i + len(p))
-                    break
-            if span:
-                break
-        if span is None:  # no known object: the first content word
-            for i, w in enumerate(low):
-                if w.isalpha() and w not in DETERMINERS and w not in ADJECTIVES:
-                    span = (i, i + 1)
-                    break
+        head_end = next((i for i, w in enumerate(low) if w in BOUNDARY_WORDS or not w[0].isalnum()), len(low))
+        span = self._find(low, 0, head_end)
+        if span is None:
+            content = [i for i in range(head_end) if low[i] not in DETERMINERS and low[i].isalpha()]
+            if content:
+                span = (content[-1], content[-1] + 1)
+        if span is None:
+            span = self._find(low, 0, len(low))
         if span is None:
             return words, []
         start, end = span
