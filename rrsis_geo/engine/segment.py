@@ -253,6 +253,8 @@ def _predict(info, tiles, row_starts, tile, margin, options, minfo, scaling, aoi
     reader = TileReader(info, scaling, minfo.mean, minfo.std, aoi_fn)
     prefetch = _Prefetcher(reader, todo, options.batch_size, options.prefetch)
     processed = 0
+    emit({"event": "progress", "stage": "predict", "done": done_before, "total": len(tiles),
+          "percent": round(90.0 * done_before / len(tiles), 2)})
     try:
         for items, stack in prefetch:
             if should_cancel is not None and should_cancel():
@@ -441,6 +443,7 @@ def _vectorise(work, info: SceneInfo, threshold, options, minfo, expression, run
                 "geometry": geom,
             })
 
+    emit({"event": "progress", "stage": "vectorize", "done": 0, "total": n_strips, "percent": 90.0})
     with rasterio.open(os.path.join(work, "prob.tif")) as src:
         for i, y0 in enumerate(range(0, info.height, strip)):
             if should_cancel is not None and should_cancel():
