@@ -30,8 +30,8 @@ install-qgis:
 demo: install
 	mkdir -p out
 	$(BIN)/rrsis segment data/samples/naip_lakes_5m.tif "the large lake" -o out/lake.gpkg \
-		--prob out/lake_prob.tif --overwrite
-	@echo "Results: out/lake.gpkg (polygons), out/lake_prob.tif (probabilities), out/lake.gpkg.manifest.json"
+		--prob out/lake_prob.tif --preview out/lake.png --overwrite
+	@echo "Results: out/lake.gpkg (polygons), out/lake_prob.tif (probabilities), out/lake.png (preview), out/lake.gpkg.manifest.json"
 
 test: install install-qgis
 	$(BIN)/python -m pytest
