@@ -25,7 +25,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import rasterio
@@ -78,6 +78,7 @@ class SegmentOptions:
     strip_rows: int = 1024
     resume: bool = True
     prefetch: int = 2
+    readers: int = 2
 
 
 @dataclass
@@ -92,7 +93,6 @@ class SegmentResult:
     tiles_predicted: int
     tiles_skipped: int
     resumed_from_row: int = 0
-    stats: dict = field(default_factory=dict)
 
 
 def check_expression(expression: str) -> str:
@@ -262,8 +262,8 @@ def _predict(info, tiles, row_starts, tile, margin, options, minfo, scaling, aoi
     weights_cache: dict[tuple, np.ndarray] = {}
     done_before = len(tiles) - len(todo)
     current_row = first_row
-    reader = TileReader(info, scaling, minfo.mean, minfo.std, aoi_fn)
-    prefetch = _Prefetcher(reader, todo, options.batch_size, options.prefetch)
+    prefetch = _Prefetcher(lambda: TileReader(info, scaling, minfo.mean, minfo.std, aoi_fn), todo,
+                           options.batch_size, options.prefetch, options.readers)
     processed = 0
     emit({"event": "progress", "stage": "predict", "done": done_before, "total": len(tiles),
           "percent": round(90.0 * done_before / len(tiles), 2)})
@@ -304,7 +304,6 @@ def _predict(info, tiles, row_starts, tile, margin, options, minfo, scaling, aoi
     finally:
         writer.abort()
         prefetch.close()
-        reader.close()
 
 
 def _tile_stats(t: Tile, prob: np.ndarray, valid: np.ndarray | None, threshold: float) -> dict:
@@ -362,72 +361,85 @@ class _StripWriter:
 
 
 class _Prefetcher:
-    """Reads tiles in a background thread and yields ``(items, stack)`` batches.
+    """Reads tiles in background threads and yields ``(items, stack)`` batches in plan order.
 
-    ``stack`` is a float32 ``(n, bands, size, size)`` array of the tiles with valid pixels, read
-    straight into place; ``items`` lists every tile in order as ``(tile, index in stack or None,
-    valid)`` where ``valid`` is ``True`` for a fully valid tile or its boolean mask. Fully
-    invalid tiles travel with index ``None`` and are never sent to the model.
+    Each tile row is cut into chunks of at most ``batch_size`` tiles; reader ``i`` (each with its
+    own dataset handle and strip cache) reads tile rows ``i, i + n, ...`` into its own queue, and
+    the consumer takes rows round-robin, so order is kept, every strip is read once, and
+    decompression runs in parallel. ``stack`` is a
+    float32 ``(n, bands, size, size)`` array of the chunk's tiles with valid pixels, read straight
+    into place; ``items`` lists every tile as ``(tile, index in stack or None, valid)`` where
+    ``valid`` is ``True`` for a fully valid tile or its boolean mask. Fully invalid tiles carry
+    index ``None`` and are never sent to the model.
     """
 
-    def __init__(self, reader: TileReader, tiles: list[Tile], batch_size: int, depth: int):
-        self.q: queue.Queue = queue.Queue(maxsize=max(depth, 1))
+    def __init__(self, make_reader, tiles: list[Tile], batch_size: int, depth: int, workers: int):
+        rows: dict[int, list[Tile]] = {}
+        for t in tiles:
+            rows.setdefault(t.row, []).append(t)
+        self.rows = [[r[i : i + batch_size] for i in range(0, len(r), batch_size)]
+                     for r in rows.values()]
+        workers = max(1, min(workers, len(self.rows)))
         self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, args=(reader, tiles, batch_size), daemon=True)
-        self.thread.start()
+        self.queues = [queue.Queue(maxsize=max(depth, 1)) for _ in range(workers)]
+        self.threads = [
+            threading.Thread(target=self._run, args=(make_reader, w, workers), daemon=True)
+            for w in range(workers)
+        ]
+        for t in self.threads:
+            t.start()
 
-    def _put(self, item) -> bool:
+    def _put(self, q: queue.Queue, item) -> bool:
         while not self.stop.is_set():
             try:
-                self.q.put(item, timeout=0.1)
+                q.put(item, timeout=0.1)
                 return True
             except queue.Full:
                 continue
         return False
 
-    def _run(self, reader, tiles, batch_size):
+    def _run(self, make_reader, w: int, workers: int):
+        q = self.queues[w]
+        reader = None
         try:
-            if not tiles:
-                self._put(None)
-                return
-            size, bands = tiles[0].size, len(reader.info.bands)
-            items, n = [], 0
-            stack = np.empty((batch_size, bands, size, size), dtype=np.float32)
-            for t in tiles:
+            reader = make_reader()
+            for chunk in (c for row in self.rows[w::workers] for c in row):
                 if self.stop.is_set():
                     return
-                _, valid = reader.read(t, out=stack[n])
-                if valid.all():
-                    items.append((t, n, True))
-                    n += 1
-                elif valid.any():
-                    items.append((t, n, valid))
-                    n += 1
-                else:
-                    items.append((t, None, None))
-                if n == batch_size:
-                    if not self._put((items, stack)):
-                        return
-                    items, n = [], 0
-                    stack = np.empty_like(stack)
-            if items and not self._put((items, stack[:n])):
-                return
-            self._put(None)
+                size, bands = chunk[0].size, len(reader.info.bands)
+                stack = np.empty((len(chunk), bands, size, size), dtype=np.float32)
+                items, n = [], 0
+                for t in chunk:
+                    _, valid = reader.read(t, out=stack[n])
+                    if valid.all():
+                        items.append((t, n, True))
+                        n += 1
+                    elif valid.any():
+                        items.append((t, n, valid))
+                        n += 1
+                    else:
+                        items.append((t, None, None))
+                if not self._put(q, (items, stack[:n])):
+                    return
         except BaseException as exc:  # hand reader errors to the consumer
-            self._put(exc)
+            self._put(q, exc)
+        finally:
+            if reader is not None:
+                reader.close()
 
     def __iter__(self) -> Iterator[tuple]:
-        while True:
-            item = self.q.get()
-            if item is None:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
+        for i, row in enumerate(self.rows):
+            q = self.queues[i % len(self.queues)]
+            for _ in row:
+                item = q.get()
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
 
     def close(self) -> None:
         self.stop.set()
-        self.thread.join(timeout=5)
+        for t in self.threads:
+            t.join(timeout=5)
 
 
 # ------------------------------------------------------------------------- vectorise phase
