@@ -98,7 +98,8 @@ def _run(scene, expression, output, model, device, reporter, opts):
         bands=parse_bands(opts.pop("bands")), min_area_m2=opts.pop("min_area"),
         simplify_m=opts.pop("simplify"), resume=not opts.pop("no_resume"), **opts,
     )
-    preflight(scene, expression, output, options)  # bad input fails before a model is built
+    # Bad input fails before a model is built; the band count is checked once the model is known.
+    preflight(scene, expression, output, options, needed_bands=None)
 
     from rrsis_geo.models import load_predictor
 

@@ -84,13 +84,14 @@ def parse_bands(text: str | None) -> tuple[int, ...] | None:
 
 
 def choose_bands(count: int, color_interp: tuple[str, ...], bands: tuple[int, ...] | None,
-                 needed: int = 3) -> tuple[int, ...]:
+                 needed: int | None = 3) -> tuple[int, ...]:
     """The 1-based band numbers that feed the model.
 
-    Default: the first three non-alpha bands; a single-band raster is repeated as grey.
+    Default: the first ``needed`` non-alpha bands; a single-band raster is repeated as grey.
+    ``needed=None`` (the model is not known yet) checks only that given bands exist.
     """
     if bands is not None:
-        if len(bands) != needed:
+        if needed is not None and len(bands) != needed:
             raise RasterError(
                 f"--bands must name exactly {needed} bands for this model, got {len(bands)} "
                 f"({','.join(map(str, bands))})"
@@ -102,6 +103,7 @@ def choose_bands(count: int, color_interp: tuple[str, ...], bands: tuple[int, ..
                 f"(the raster has {count} band{'s' if count != 1 else ''}, numbered 1..{count})"
             )
         return bands
+    needed = 3 if needed is None else needed
     usable = [i + 1 for i in range(count) if color_interp[i] != "alpha"]
     if len(usable) >= needed:
         return tuple(usable[:needed])
@@ -116,7 +118,7 @@ def open_scene(
     path: str | os.PathLike,
     bands: tuple[int, ...] | None = None,
     assume_crs: str | None = None,
-    needed_bands: int = 3,
+    needed_bands: int | None = 3,
 ) -> SceneInfo:
     """Open and validate ``path``; return its :class:`SceneInfo` or raise :class:`RasterError`."""
     path = os.fspath(path)

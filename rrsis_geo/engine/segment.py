@@ -102,10 +102,11 @@ def check_expression(expression: str) -> str:
 
 
 def preflight(scene, expression: str, output: str, options: SegmentOptions,
-              needed_bands: int = 3) -> SceneInfo:
+              needed_bands: int | None = 3) -> SceneInfo:
     """Every check that needs no model, so bad input fails before a model is built.
 
-    Returns the opened scene's :class:`SceneInfo`; raises an :class:`InputError` subclass.
+    ``needed_bands=None`` when the model is not known yet: given bands are only checked to
+    exist. Returns the opened scene's :class:`SceneInfo`; raises an :class:`InputError` subclass.
     """
     check_expression(expression)
     out.check_vector_output(os.fspath(output), options.overwrite)
