@@ -341,3 +341,19 @@ class TileReader:
                 img[:, :h, :w][:, ~valid_in] = 0.0
             valid[:h, :w] = valid_in
         return img, valid
+
+    def valid_rows(self, y0: int, y1: int) -> np.ndarray:
+        """Validity of full scene rows ``[y0, y1)``."""
+        self._load_strip(y0, y1)
+        valid = self._strip[3]
+        return np.ones((y1 - y0, self.info.width), dtype=bool) if valid is None else valid
+
+    def read_resampled(self, size: int) -> np.ndarray:
+        """The whole scene resampled (bilinear) to ``size x size``, normalised: float32
+        ``(bands, size, size)``."""
+        raw = self.ds.read(self.unique, out_shape=(len(self.unique), size, size),
+                           resampling=Resampling.bilinear)
+        img = np.empty((len(self.info.bands), size, size), dtype=np.float32)
+        for i, j in enumerate(self.index):
+            img[i] = self._normalise(raw[j].astype(np.float64), i)
+        return img

@@ -47,6 +47,7 @@ from rrsis_geo.engine.raster import (
 )
 from rrsis_geo.engine.tiling import Tile, axis_plan, plan_tiles, rows_final_after, validate_tiling
 from rrsis_geo.engine.vectorize import SeamMerger, to_crs_geometry
+from rrsis_geo.engine.whole_scene import check_whole_scene, predict_whole_scene
 from rrsis_geo.errors import Cancelled, ExpressionError, InputError, ModelError, OutputError
 from rrsis_geo.predictor import Predictor
 
@@ -77,6 +78,7 @@ class SegmentOptions:
     aoi: str | None = None
     strip_rows: int = 1024
     resume: bool = True
+    whole_scene: bool = False
     prefetch: int = 2
     readers: int = 2
 
@@ -168,6 +170,8 @@ def _segment_scene(
     output = os.fspath(output)
     minfo = predictor.info
     info = preflight(scene, expression, output, options, needed_bands=minfo.bands)
+    if options.whole_scene:
+        check_whole_scene(info, minfo.input_size)
     expression = check_expression(expression)
     threshold = minfo.threshold if options.threshold is None else float(options.threshold)
     tile = options.tile or minfo.input_size
@@ -180,7 +184,8 @@ def _segment_scene(
 
     with rasterio.open(info.path) as ds:
         scaling = scaling_from_model(minfo.extra, len(info.bands)) or compute_scaling(ds, info)
-    tiles = plan_tiles(info.width, info.height, tile, overlap)
+    tiles = ([Tile(0, 0, 0, 0, minfo.input_size, 0, 0, 0, 0)] if options.whole_scene
+             else plan_tiles(info.width, info.height, tile, overlap))
     row_starts = axis_plan(info.height, tile, overlap).starts
     margin = default_margin(overlap)
     run_id = uuid.uuid4().hex
@@ -204,7 +209,9 @@ def _segment_scene(
     counts = {"predicted": 0, "skipped": 0}
     try:
         encoded = predictor.encode_expression(expression)
-        if resumed_from < info.height:
+        if options.whole_scene:
+            _predict_whole(info, minfo, scaling, aoi_fn, predictor, encoded, work, state, counts, emit)
+        elif resumed_from < info.height:
             _predict(info, tiles, row_starts, tile, margin, options, minfo, scaling, aoi_fn,
                      predictor, encoded, work, state, counts, emit, should_cancel, threshold)
         features = _vectorise(work, info, threshold, options, minfo, expression, run_id, emit,
@@ -251,6 +258,21 @@ def _segment_scene(
 
 
 # --------------------------------------------------------------------------- predict phase
+def _predict_whole(info, minfo, scaling, aoi_fn, predictor, encoded, work, state, counts, emit):
+    emit({"event": "progress", "stage": "predict", "done": 0, "total": 1, "percent": 0.0})
+    reader = TileReader(info, scaling, minfo.mean, minfo.std, aoi_fn)
+    try:
+        prob = predict_whole_scene(info, reader, predictor, encoded, minfo.input_size)
+    finally:
+        reader.close()
+    with rasterio.open(os.path.join(work, "prob.tif"), "r+") as dst:
+        dst.write(prob, 1)
+    counts["predicted"] = 1
+    state["flushed_rows"] = info.height
+    _save_state(work, state)
+    emit({"event": "progress", "stage": "predict", "done": 1, "total": 1, "percent": 90.0})
+
+
 def _predict(info, tiles, row_starts, tile, margin, options, minfo, scaling, aoi_fn, predictor,
              encoded, work, state, counts, emit, should_cancel, threshold):
     flushed = int(state["flushed_rows"])
@@ -514,6 +536,7 @@ def _fingerprint(info, expression, minfo, tile, overlap, scaling, options) -> st
         "bands": info.bands, "crs": info.crs.to_string(), "expression": expression,
         "model": [minfo.model_id, minfo.checksum], "tile": tile, "overlap": overlap,
         "scaling": scaling.as_dict(), "window": options.window, "aoi": options.aoi,
+        "whole_scene": options.whole_scene,
         "engine": __version__,
     }
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
