@@ -33,7 +33,7 @@ Training interface (stable; used by the trainer)
 ------------------------------------------------
 >>> model = create_model("btdnet-b", vision__weights="swin_base_patch4_window12_384_22k.pth",
 ...                      text__weights="bert-base-uncased/")    # or "btdnet-lite" (offline)
->>> text_proc = TextProcessor.from_config(model.cfg)     # picklable-free: build it per worker
+>>> text_proc = TextProcessor.from_config(model.cfg)     # picklable: fine in DataLoader workers
 >>> text = text_proc(["the white storage tank on the left of the road", ...])
     # dict of (B, max_tokens) tensors: input_ids, attention_mask (long), masked_input_ids,
     # masked_attention_mask (long; object noun phrase -> [MASK]), object_mask (bool, D-MOLS positions)

@@ -186,3 +186,14 @@ def test_unknown_override_is_refused():
 
     with pytest.raises(ConfigError, match="iterations"):
         create_model("btdnet-tiny", mci={"iterations": 2})
+
+
+def test_bf16_autocast_forward_and_backward(text_batch, images):
+    """The mixed-precision path (bf16 autocast, as on CUDA) runs, masks included."""
+    model = create_model("btdnet-tiny").train()
+    target = (torch.rand(2, 64, 64) > 0.5).long()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(images(2, 64, 64), text_batch, targets=target)
+    assert out.logits.dtype == torch.bfloat16 and torch.isfinite(out.loss)
+    out.loss.backward()
+    assert torch.isfinite(model.fgbg.bg_tokens.grad).all()
