@@ -51,7 +51,7 @@ Training interface (stable; used by the trainer)
 Everything runs offline: weights only from local files or the two pip packages.
 """
 
-from rrsis_geo.models.btdnet import BTDNet, BTDNetOutput, TextCache, param_groups
+from rrsis_geo.models.btdnet import BTDNet, BTDNetOutput, TextCache, param_groups, unwrap_model
 from rrsis_geo.models.checkpoint import load_checkpoint, read_metadata, save_checkpoint
 from rrsis_geo.models.config import BTDNetConfig, config_from_dict, config_to_dict
 from rrsis_geo.models.inference import BTDNetPredictor, load_predictor
@@ -61,5 +61,5 @@ from rrsis_geo.models.text import TextProcessor
 __all__ = [
     "BTDNet", "BTDNetConfig", "BTDNetOutput", "BTDNetPredictor", "TextCache", "TextProcessor",
     "config_from_dict", "config_to_dict", "create_model", "get_config", "list_presets",
-    "load_checkpoint", "load_predictor", "param_groups", "read_metadata", "save_checkpoint",
+    "load_checkpoint", "load_predictor", "param_groups", "read_metadata", "save_checkpoint", "unwrap_model",
 ]

@@ -144,6 +144,15 @@ class BTDNet(nn.Module):
 
 # -- optimisation ---------------------------------------------------------------------------
 
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The BTDNet inside DistributedDataParallel / DataParallel / ``torch.compile`` wrappers."""
+    while True:
+        inner = getattr(model, "module", None) or getattr(model, "_orig_mod", None)
+        if not isinstance(inner, nn.Module):
+            return model
+        model = inner
+
+
 ENCODER_PREFIXES = ("vision.", "text.")
 NO_DECAY_NAMES = ("relative_position_bias_table", "position_embeddings", "scale_embed", "log_scale")
 
@@ -152,7 +161,9 @@ def param_groups(model: BTDNet, encoder_lr: float = 1e-5, head_lr: float = 1e-4,
                  weight_decay: float = 0.01) -> list[dict]:
     """AdamW parameter groups [paper: lr 1e-5 encoders, 1e-4 the rest; wd 0.01] with no weight
     decay on norms, biases, scalars and position tables [parent]. Each group has a ``name``
-    (``encoder``, ``encoder_no_decay``, ``head``, ``head_no_decay``); empty groups are omitted."""
+    (``encoder``, ``encoder_no_decay``, ``head``, ``head_no_decay``); empty groups are omitted.
+    DDP / ``torch.compile`` wrappers are looked through (same parameter objects)."""
+    model = unwrap_model(model)
     groups: dict[str, dict] = {}
     for name, p in model.named_parameters():
         if not p.requires_grad:

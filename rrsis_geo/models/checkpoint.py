@@ -46,8 +46,10 @@ def save_checkpoint(model, path: str | os.PathLike, **meta: Any) -> Path:
     """
     from safetensors.torch import save_file
 
+    from rrsis_geo.models.btdnet import unwrap_model
     from rrsis_geo.models.config import config_to_dict
 
+    model = unwrap_model(model)  # DDP / torch.compile: save the bare model's keys
     path = Path(path)
     if not path.parent.is_dir():
         raise CheckpointError(f"folder {path.parent} does not exist")

@@ -295,7 +295,7 @@ class TextProcessor:
         truncated = len(ids) > self.max_tokens
         if truncated:
             warnings.warn(
-                f"WARNING: expression {text!r} is {len(ids)} tokens long; truncated to "
+                f"expression {text!r} is {len(ids)} tokens long; truncated to "
                 f"max_tokens={self.max_tokens} (raise max_tokens to keep it whole)",
                 UserWarning, stacklevel=3,
             )

@@ -173,6 +173,10 @@ def test_param_groups_cover_everything_once():
     assert "vision.layers.0.blocks.0.attn.qkv.weight" in by["encoder"]["param_names"]
     assert "mci.text_layers.0.ffn.0.weight" in by["head"]["param_names"]
     torch.optim.AdamW(groups)  # accepted as is
+    # a DDP-style wrapper changes nothing (names would otherwise start with "module.")
+    wrapped = torch.nn.Module()
+    wrapped.module = model
+    assert [g["param_names"] for g in param_groups(wrapped)] == [g["param_names"] for g in groups]
 
 
 def test_mci_iterations_configurable():

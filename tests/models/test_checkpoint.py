@@ -57,6 +57,19 @@ def test_metadata_is_complete(ckpt, small_model):
     assert meta["config"]["mci"] == {"dim": 32, "iters": 1, "heads": 2, "ffn_ratio": 2.0, "dropout": 0.0}
 
 
+def test_wrapped_model_saves_bare_keys(tmp_path, small_model):
+    import torch.nn as nn
+
+    class Wrapper(nn.Module):  # stands in for DistributedDataParallel (same .module attribute)
+        def __init__(self, m):
+            super().__init__()
+            self.module = m
+
+    path = save_checkpoint(Wrapper(small_model), tmp_path / "ddp.safetensors")
+    model, _ = load_checkpoint(path)  # strict: "module." prefixes would be unexpected keys
+    assert torch.equal(model.fgbg.bg_tokens, small_model.fgbg.bg_tokens)
+
+
 def test_save_is_atomic_and_leaves_no_temp_files(tmp_path, small_model):
     path = tmp_path / "a.safetensors"
     path.write_bytes(b"old")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
 import torch
 
 from rrsis_geo.models import create_model, get_config, list_presets
