@@ -57,3 +57,11 @@ def test_cli_model_info(tmp_path):
     assert r.exit_code == 0 and "sha256" in r.output and "dmols" in r.output
     r = CliRunner().invoke(cli, ["model", "info", str(tmp_path / "missing.safetensors")])
     assert r.exit_code == 2 and "neither a preset" in r.output
+
+
+def test_architecture_does_not_depend_on_input_size():
+    """The trainer may train at another size: parameter shapes must not change with input_size
+    (timm would otherwise shrink Swin windows on small maps)."""
+    a = create_model("btdnet-tiny").state_dict()
+    b = create_model("btdnet-tiny", input_size=64).state_dict()
+    assert {k: v.shape for k, v in a.items()} == {k: v.shape for k, v in b.items()}
