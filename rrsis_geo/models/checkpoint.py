@@ -35,6 +35,12 @@ ARCHITECTURE = "btdnet"
 META_KEY = "rrsis_geo"
 
 
+def _version() -> str:
+    from rrsis_geo import __version__
+
+    return __version__
+
+
 def _jsonable(obj):
     return json.loads(json.dumps(obj, default=str))
 
@@ -70,7 +76,7 @@ def save_checkpoint(model, path: str | os.PathLike, **meta: Any) -> Path:
         "max_tokens": cfg["max_tokens"], "input_size": cfg["input_size"], "bands": cfg["vision"]["in_chans"],
         "mean": cfg["mean"], "std": cfg["std"], "gsd_m": cfg["gsd_m"], "threshold": cfg["threshold"],
         "provenance": getattr(model, "provenance", {}),
-        "versions": {"torch": torch.__version__},
+        "versions": {"rrsis_geo": _version(), "torch": torch.__version__},
     }
     header["masker"] = cfg["masker"]
     header.update({k: v for k, v in meta.items() if k not in ("mean", "std")})

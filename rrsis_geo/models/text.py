@@ -323,7 +323,10 @@ class TextProcessor:
     def __call__(self, expressions: list[str] | str) -> dict[str, torch.Tensor]:
         if isinstance(expressions, str):
             expressions = [expressions]
-        items = [self.process_one(t) for t in expressions]
+        return self.collate([self.process_one(t) for t in expressions])
+
+    def collate(self, items: list[MaskedExpression]) -> dict[str, torch.Tensor]:
+        """Stack already-processed expressions into the batch dict."""
         ids = torch.tensor([it.input_ids for it in items], dtype=torch.long)
         att = torch.tensor([it.attention_mask for it in items], dtype=torch.long)
         obj = torch.tensor([it.object_mask for it in items], dtype=torch.bool)

@@ -193,9 +193,13 @@ def test_wrong_band_count(ckpt, pred):
 def test_empty_and_long_expressions(pred):
     with pytest.raises(ExpressionError):
         pred.encode_expression("  ")
-    with pytest.warns(UserWarning, match="truncated"):
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         enc = pred.encode_expression("the ship " + "which is very very big " * 10)
-    assert enc.truncated
+    assert enc.truncated and [str(w.message).count("truncated") for w in caught] == [1]  # warned once
+    assert enc.batch["input_ids"].shape == (1, 20)
 
 
 def test_unknown_model_name():
