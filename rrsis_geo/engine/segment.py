@@ -24,6 +24,7 @@ import shutil
 import threading
 import time
 import uuid
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 
@@ -208,7 +209,11 @@ def _segment_scene(
 
     counts = {"predicted": 0, "skipped": 0}
     try:
-        encoded = predictor.encode_expression(expression)
+        with warnings.catch_warnings(record=True) as caught:  # e.g. "truncated to max_tokens"
+            warnings.simplefilter("always")
+            encoded = predictor.encode_expression(expression)
+        for w in caught:
+            emit({"event": "log", "level": "warning", "message": str(w.message)})
         if options.whole_scene:
             _predict_whole(info, minfo, scaling, aoi_fn, predictor, encoded, work, state, counts, emit)
         elif resumed_from < info.height:

@@ -421,3 +421,18 @@ def test_interrupted_run_resumes_to_identical_output(tmp_path):
     assert not os.path.isdir(work_dir_for(str(out)))
     man = json.load(open(again.manifest))
     assert len(man["tiles"]) == ref.tiles_predicted  # no duplicated tile records
+
+
+def test_model_warnings_become_progress_events(tmp_path):
+    import warnings
+
+    class Warns(PointwiseModel):
+        def encode_expression(self, expression):
+            warnings.warn("expression truncated to 20 tokens")
+            return super().encode_expression(expression)
+
+    scene = write_raster(tmp_path / "s.tif", smooth_field(40, 40))
+    events = []
+    segment_scene(scene, "x", str(tmp_path / "o.gpkg"), Warns(input_size=32), progress=events.append)
+    logs = [e for e in events if e["event"] == "log"]
+    assert logs == [{"event": "log", "level": "warning", "message": "expression truncated to 20 tokens"}]
