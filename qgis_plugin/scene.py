@@ -19,6 +19,7 @@ import os
 from qgis.core import (
     QgsProcessingException,
     QgsProviderRegistry,
+    QgsRasterBlockFeedback,
     QgsRasterDataProvider,
     QgsRasterFileWriter,
     QgsRasterPipe,
@@ -139,9 +140,17 @@ def _render(layer, extent, cols, rows, target, context, feedback):
     writer = QgsRasterFileWriter(target)
     writer.setOutputFormat("GTiff")
     writer.setCreateOptions(["TILED=YES", "COMPRESS=DEFLATE", "BIGTIFF=IF_SAFER"])
-    error = writer.writeRaster(
-        pipe, cols, rows, extent, layer.crs(), context.transformContext(), feedback
-    )
+    # The writer takes a raster block feedback: forward cancellation to it.
+    block_feedback = QgsRasterBlockFeedback()
+    feedback.canceled.connect(block_feedback.cancel)
+    if feedback.isCanceled():
+        block_feedback.cancel()
+    try:
+        error = writer.writeRaster(
+            pipe, cols, rows, extent, layer.crs(), context.transformContext(), block_feedback
+        )
+    finally:
+        feedback.canceled.disconnect(block_feedback.cancel)
     if feedback.isCanceled():
         raise QgsProcessingException("Cancelled while exporting the layer; nothing was written.")
     if error != QgsRasterFileWriter.NoError:

@@ -12,11 +12,13 @@ Behaviour is chosen by environment variables:
   ``nodone`` (exits 0 without a ``done`` event); ``noise`` (prints non-JSON lines too).
 - ``FAKE_RRSIS_ARGV``: a file to which the received arguments are written as JSON.
 - ``FAKE_RRSIS_PIDFILE``: a file to which the process id is written at start.
+- ``FAKE_RRSIS_COPY_SCENE``: a path to which the scene it was given is copied.
 """
 
 import argparse
 import json
 import os
+import shutil
 import signal
 import sys
 import time
@@ -66,6 +68,8 @@ def main(argv):
 
     if not os.path.isfile(args.scene):
         fail(f"the scene does not exist: {args.scene}")
+    if os.environ.get("FAKE_RRSIS_COPY_SCENE"):
+        shutil.copyfile(args.scene, os.environ["FAKE_RRSIS_COPY_SCENE"])
     if not args.expression.strip():
         fail("the expression is empty; describe the object to find, e.g. 'the lake'")
     if not args.output.endswith(".geojson"):
@@ -101,7 +105,7 @@ def main(argv):
 
     signal.signal(signal.SIGINT, signal.SIG_IGN if mode == "stubborn" else on_sigint)
 
-    delay = 0.25 if mode in ("slow", "stubborn") else 0.0
+    delay = 0.1 if mode in ("slow", "stubborn") else 0.0
     for i in range(tiles):
         time.sleep(delay)
         emit(event="progress", stage="predict", done=i + 1, total=tiles,
