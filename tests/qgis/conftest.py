@@ -18,7 +18,6 @@ this checkout's ``cli`` run by the interpreter running pytest).
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -52,7 +51,8 @@ def real_rrsis(tmp_path_factory) -> str:
     override = os.environ.get("RRSIS_TEST_EXECUTABLE")
     if override:
         return override
-    if importlib.util.find_spec("cli.segment") is None:
+    # Look at this checkout's files: the venv's editable install may point at another one.
+    if not (ROOT / "cli" / "segment.py").is_file():
         skip_or_fail("the real `rrsis segment` command is not in this checkout (cli/segment.py)")
     wrapper = tmp_path_factory.mktemp("real-rrsis") / "rrsis"
     # The plugin strips PYTHONPATH from the child's environment (it belongs to QGIS), so the
