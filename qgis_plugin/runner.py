@@ -19,6 +19,7 @@ import shutil
 import signal
 import subprocess
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Optional
 
@@ -38,6 +39,9 @@ HOST_ONLY_ENV = (
     "PROJ_DATA",
     "QGIS_PREFIX_PATH",
 )
+
+#: How long to keep reading output after the process has exited.
+DRAIN_SECONDS = 1.0
 
 SETTINGS_HINT = "Set it in Processing > Options > Providers > rrsis"
 
@@ -228,6 +232,16 @@ def stop_process(proc: subprocess.Popen, grace: float = 0.5) -> None:
     proc.wait()
 
 
+def _kill_strays(proc: subprocess.Popen) -> None:
+    """Kill what the exited command left running in its process group (POSIX only)."""
+    if os.name == "nt":
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError, OSError):
+        pass
+
+
 def error_message(events: list, stderr_lines: list, exit_code: int) -> str:
     """The CLI's own one-line message for a failed run."""
     for event in reversed(events):
@@ -291,6 +305,7 @@ def run_cli(
     events: list = []
     stderr_lines: list = []
     open_streams = 2
+    exited_at = None
     try:
         while open_streams:
             if is_canceled():
@@ -298,6 +313,13 @@ def run_cli(
             try:
                 tag, line = q.get(timeout=poll)
             except queue.Empty:
+                # A process that exited while something it started still holds its pipes open
+                # must not hang the run: drain for a moment, then stop waiting for EOF.
+                if proc.poll() is not None:
+                    exited_at = exited_at or time.monotonic()
+                    if time.monotonic() - exited_at > DRAIN_SECONDS:
+                        _kill_strays(proc)
+                        break
                 continue
             if line is None:
                 open_streams -= 1
@@ -324,11 +346,13 @@ def run_cli(
         stop_process(proc, grace)
         raise
     finally:
-        for stream in (proc.stdout, proc.stderr):
-            try:
-                stream.close()
-            except OSError:
-                pass
+        for thread, stream in zip(threads, (proc.stdout, proc.stderr)):
+            thread.join(timeout=poll)
+            if not thread.is_alive():  # closing under a blocked reader would block too
+                try:
+                    stream.close()
+                except OSError:
+                    pass
 
     if code == 0:
         for event in reversed(events):

@@ -219,3 +219,17 @@ def test_stop_process_interrupts_then_kills(tmp_path):
     runner.stop_process(proc, grace=0.3)
     assert time.monotonic() - start < 1.0
     assert proc.returncode == -signal.SIGKILL
+
+
+def test_exited_process_whose_child_keeps_the_pipe_open_does_not_hang(tmp_path):
+    """A grandchild that inherited stdout (e.g. a stray worker) must not block the run."""
+    code = (
+        "import json, subprocess, sys; "
+        "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(20)']); "
+        "print(json.dumps({'event': 'done', 'output': 'x', 'prob': None, 'manifest': 'x.m', "
+        "'features': 0, 'seconds': 0.0}), flush=True)"
+    )
+    start = time.monotonic()
+    done = runner.run_cli([sys.executable, "-c", code])
+    assert done["features"] == 0
+    assert time.monotonic() - start < 5.0
