@@ -1,0 +1,63 @@
+"""Turning the engine's progress events into a bar, JSON lines, or silence.
+
+JSON lines (``--progress json``) are the protocol the QGIS plugin reads; one object per line on
+stdout:
+
+- ``{"event": "start", "run_id", "scene", "expression", "tiles", "model", "resumed_from_row"}``
+- ``{"event": "progress", "stage": "predict"|"vectorize"|"write", "done", "total", "percent"}``
+- ``{"event": "log", "level": "info"|"warning", "message"}``
+- ``{"event": "done", "output", "prob", "manifest", "features", "seconds"}``
+- ``{"event": "error", "message", "exit_code"}`` (the message is also printed on stderr)
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+
+class Reporter:
+    def __init__(self, mode: str, quiet: int = 0):
+        self.mode = mode
+        self.quiet = quiet
+        self.bars: dict = {}
+
+    def __call__(self, event: dict) -> None:
+        if self.mode == "json":
+            sys.stdout.write(json.dumps(event, default=str) + "\n")
+            sys.stdout.flush()
+            return
+        kind = event.get("event")
+        if kind == "log":
+            if event.get("level") == "warning" or not self.quiet:
+                click.echo(f"{event['level']}: {event['message']}", err=True)
+        elif kind == "progress" and self.mode == "bar" and not self.quiet:
+            self._bar(event)
+
+    def _bar(self, event: dict) -> None:
+        from tqdm import tqdm
+
+        stage = event["stage"]
+        if stage == "write":
+            return
+        bar = self.bars.get(stage)
+        if bar is None:
+            for other in self.bars.values():
+                other.close()
+            unit = "tile" if stage == "predict" else "strip"
+            bar = self.bars[stage] = tqdm(total=event["total"], desc=stage, unit=unit,
+                                          file=sys.stderr, dynamic_ncols=True)
+        bar.n = event["done"]
+        bar.refresh()
+
+    def close(self) -> None:
+        for bar in self.bars.values():
+            bar.close()
+        self.bars.clear()
+
+    def error(self, message: str, exit_code: int) -> None:
+        self.close()
+        if self.mode == "json":
+            self({"event": "error", "message": message, "exit_code": exit_code})

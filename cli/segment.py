@@ -1,0 +1,118 @@
+"""``rrsis segment``: find the object a sentence describes and write it as polygons."""
+
+from __future__ import annotations
+
+import signal
+
+import click
+
+from cli.options import (
+    assume_crs_opt,
+    bands_opt,
+    overlap_opt,
+    overwrite_opt,
+    progress_opt,
+    setup_logging,
+    tile_opt,
+    verbosity_opts,
+)
+
+DEFAULT_MODEL = "btdnet-lite"
+
+
+@click.command(short_help="Segment the object an expression refers to.")
+@click.argument("scene", type=click.Path(dir_okay=False))
+@click.argument("expression")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
+              help="Output vector file; the format follows the extension "
+              "(.gpkg, .geojson, .fgb, .parquet, .shp).")
+@click.option("-m", "--model", default=DEFAULT_MODEL, show_default=True, metavar="NAME_OR_PATH",
+              help="A preset name (btdnet-tiny, btdnet-lite, btdnet-b) or a .safetensors checkpoint.")
+@bands_opt
+@tile_opt
+@overlap_opt
+@click.option("--batch-size", type=click.IntRange(min=1), default=4, show_default=True,
+              help="Tiles per model call.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--threshold", type=click.FloatRange(0, 1, max_open=True), default=None,
+              help="Probability above which a pixel is the target. Default: the model's (0.5).")
+@click.option("--min-area", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="Drop objects smaller than this many square metres (any CRS).")
+@click.option("--simplify", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="Simplify outlines with this tolerance in metres (any CRS).")
+@click.option("--dst-crs", default=None, metavar="CRS", help="Reproject the polygons (default: the raster's CRS).")
+@click.option("--prob", "prob_path", default=None, type=click.Path(dir_okay=False),
+              help="Also write the probability raster (Cloud-Optimized GeoTIFF).")
+@click.option("--aoi", default=None, type=click.Path(dir_okay=False),
+              help="Only look inside these polygons (any vector file).")
+@click.option("--window", type=click.Choice(["cosine", "linear", "flat"]), default="cosine",
+              show_default=True, help="Blending window in tile overlaps.")
+@click.option("--no-resume", is_flag=True, help="Start afresh even if an interrupted run of the same job exists.")
+@assume_crs_opt
+@overwrite_opt
+@progress_opt
+@verbosity_opts
+def segment(scene, expression, output, model, bands, tile, overlap, batch_size, device, threshold,
+            min_area, simplify, dst_crs, prob_path, aoi, window, no_resume, assume_crs, overwrite,
+            progress, verbose, quiet):
+    """Find the object EXPRESSION describes in SCENE (a GeoTIFF) and write its polygons.
+
+    \b
+    Example:
+      rrsis segment scene.tif "the bridge over the river" -o bridge.gpkg
+    """
+    setup_logging(verbose, quiet)
+    from cli.progress import Reporter
+    from rrsis_geo.errors import RrsisError
+
+    reporter = Reporter(progress, quiet)
+    # A terminate from a parent process (the QGIS plugin) cancels like Ctrl-C.
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        result = _run(scene, expression, output, model, bands, tile, overlap, batch_size, device,
+                      threshold, min_area, simplify, dst_crs, prob_path, aoi, window, no_resume,
+                      assume_crs, overwrite, reporter)
+    except RrsisError as exc:
+        reporter.error(str(exc), exc.exit_code)
+        raise
+    except KeyboardInterrupt:
+        reporter.error("cancelled", 130)
+        raise
+    reporter.close()
+    done = {"event": "done", "output": result.output, "prob": result.prob,
+            "manifest": result.manifest, "features": result.features, "seconds": result.seconds}
+    if progress == "json":
+        reporter(done)
+    elif not quiet:
+        click.echo(f"{result.features} feature{'s' if result.features != 1 else ''} -> {result.output} "
+                   f"({result.tiles_predicted} tiles, {result.seconds:.1f} s)", err=True)
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def _run(scene, expression, output, model, bands, tile, overlap, batch_size, device, threshold,
+         min_area, simplify, dst_crs, prob_path, aoi, window, no_resume, assume_crs, overwrite,
+         reporter):
+    from rrsis_geo.engine import output as out
+    from rrsis_geo.engine.raster import open_scene, parse_bands
+    from rrsis_geo.engine.segment import SegmentOptions, check_expression, segment_scene
+
+    # Cheap checks first, so bad input fails before a model is built.
+    check_expression(expression)
+    out.check_vector_output(output, overwrite)
+    if prob_path:
+        out.check_raster_output(prob_path, overwrite)
+    band_tuple = parse_bands(bands)
+    open_scene(scene, band_tuple, assume_crs)
+
+    from rrsis_geo.models import load_predictor
+
+    predictor = load_predictor(model, device=device)
+    options = SegmentOptions(
+        tile=tile, overlap=overlap, batch_size=batch_size, threshold=threshold, bands=band_tuple,
+        min_area_m2=min_area, simplify_m=simplify, dst_crs=dst_crs, prob_path=prob_path,
+        overwrite=overwrite, window=window, assume_crs=assume_crs, aoi=aoi, resume=not no_resume,
+    )
+    return segment_scene(scene, expression, output, predictor, options, progress=reporter)

@@ -1,0 +1,309 @@
+"""Opening, validating and reading the input raster.
+
+Everything the engine reads goes through here: the checks that turn a bad input into one clear
+:class:`RasterError`, band selection, the validity mask (nodata values, alpha bands, internal
+GDAL masks, NaN, an optional area of interest), and one scene-wide value scaling (never per
+tile), followed by the model's mean/std normalisation.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import rasterio
+from rasterio.crs import CRS
+from rasterio.enums import Resampling
+from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
+from rasterio.windows import Window
+
+from rrsis_geo.engine.tiling import Tile
+from rrsis_geo.errors import InputError, RasterError
+
+SUPPORTED_DTYPES = ("uint8", "int8", "uint16", "int16", "uint32", "int32", "float32", "float64")
+# Percentiles used to scale non-8-bit data to [0, 1], computed once per scene.
+STRETCH_PERCENTILES = (2.0, 98.0)
+# Longest side of the decimated read used for scene statistics.
+STATS_MAX_SIDE = 1024
+
+
+@dataclass(frozen=True)
+class BandScaling:
+    """Linear scaling of raw values to [0, 1], one (lo, hi) pair per selected band."""
+
+    lo: tuple[float, ...]
+    hi: tuple[float, ...]
+    method: str
+
+    def as_dict(self) -> dict:
+        return {"lo": list(self.lo), "hi": list(self.hi), "method": self.method}
+
+
+@dataclass(frozen=True)
+class SceneInfo:
+    """What the engine knows about an opened scene (no pixel data)."""
+
+    path: str
+    width: int
+    height: int
+    count: int
+    dtype: str
+    crs: CRS
+    transform: rasterio.Affine
+    nodata: float | None
+    bands: tuple[int, ...]
+    crs_assumed: bool = False
+    mask_flags: tuple[str, ...] = field(default_factory=tuple)
+    color_interp: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def bounds(self) -> tuple[float, float, float, float]:
+        """(xmin, ymin, xmax, ymax) of the pixel grid's corners in the scene's CRS (also for
+        rotated grids)."""
+        t = self.transform
+        cols = np.array([0, self.width, 0, self.width])
+        rows = np.array([0, 0, self.height, self.height])
+        xs = t.a * cols + t.b * rows + t.c
+        ys = t.d * cols + t.e * rows + t.f
+        return float(xs.min()), float(ys.min()), float(xs.max()), float(ys.max())
+
+
+def parse_bands(text: str | None) -> tuple[int, ...] | None:
+    """Parse ``"4,3,2"`` into ``(4, 3, 2)``; raise :class:`InputError` on anything else."""
+    if text is None or str(text).strip() == "":
+        return None
+    parts = [p.strip() for p in str(text).split(",")]
+    try:
+        bands = tuple(int(p) for p in parts)
+    except ValueError:
+        raise InputError(f"--bands must be band numbers like 1,2,3, got {text!r}") from None
+    return bands
+
+
+def choose_bands(count: int, color_interp: tuple[str, ...], bands: tuple[int, ...] | None,
+                 needed: int = 3) -> tuple[int, ...]:
+    """The 1-based band numbers that feed the model.
+
+    Default: the first three non-alpha bands; a single-band raster is repeated as grey.
+    """
+    if bands is not None:
+        if len(bands) != needed:
+            raise RasterError(
+                f"--bands must name exactly {needed} bands for this model, got {len(bands)} "
+                f"({','.join(map(str, bands))})"
+            )
+        bad = [b for b in bands if b < 1 or b > count]
+        if bad:
+            raise RasterError(
+                f"--bands {','.join(map(str, bands))}: band {bad[0]} is out of range "
+                f"(the raster has {count} band{'s' if count != 1 else ''}, numbered 1..{count})"
+            )
+        return bands
+    usable = [i + 1 for i in range(count) if color_interp[i] != "alpha"]
+    if len(usable) >= needed:
+        return tuple(usable[:needed])
+    if len(usable) == 1:
+        return (usable[0],) * needed
+    raise RasterError(
+        f"the raster has {len(usable)} usable bands; say which {needed} to use with --bands"
+    )
+
+
+def open_scene(
+    path: str | os.PathLike,
+    bands: tuple[int, ...] | None = None,
+    assume_crs: str | None = None,
+    needed_bands: int = 3,
+) -> SceneInfo:
+    """Open and validate ``path``; return its :class:`SceneInfo` or raise :class:`RasterError`."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise RasterError(f"input raster not found: {path}")
+    if os.path.isdir(path):
+        raise RasterError(f"input is a folder, not a raster file: {path}")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            with rasterio.open(path) as ds:
+                width, height, count = ds.width, ds.height, ds.count
+                dtypes = set(ds.dtypes)
+                crs, transform, nodata = ds.crs, ds.transform, ds.nodata
+                gcps = ds.gcps[0]
+                flags = tuple(
+                    "+".join(f.name for f in ds.mask_flag_enums[i]) for i in range(count)
+                )
+                interp = tuple(ci.name for ci in ds.colorinterp)
+    except RasterioIOError as exc:
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        raise RasterError(f"not a readable raster: {path} ({first})") from None
+    if count == 0:
+        raise RasterError(f"the raster has no bands: {path}")
+    bad = sorted(dtypes - set(SUPPORTED_DTYPES))
+    if bad:
+        raise RasterError(
+            f"unsupported data type {bad[0]} in {path}; supported: {', '.join(SUPPORTED_DTYPES)}"
+        )
+    if len(dtypes) > 1:
+        raise RasterError(f"bands of mixed data types ({', '.join(sorted(dtypes))}) in {path}")
+    if transform.is_identity:
+        if gcps:
+            raise RasterError(
+                f"{path} is georeferenced by ground control points only; warp it to a grid "
+                "first (e.g. gdalwarp -tps in.tif out.tif)"
+            )
+        raise RasterError(
+            f"{path} has no geotransform, so results cannot be placed on the map; "
+            "georeference it first (e.g. gdal_translate -a_ullr ... -a_srs ...)"
+        )
+    crs_assumed = False
+    if crs is None:
+        if not assume_crs:
+            raise RasterError(
+                f"{path} has no coordinate reference system; give one with --assume-crs "
+                "(e.g. --assume-crs EPSG:32633) if you know it"
+            )
+        crs = parse_crs(assume_crs, "--assume-crs")
+        crs_assumed = True
+    chosen = choose_bands(count, interp, bands, needed_bands)
+    return SceneInfo(
+        path=path,
+        width=width,
+        height=height,
+        count=count,
+        dtype=dtypes.pop(),
+        crs=crs,
+        transform=transform,
+        nodata=nodata,
+        bands=chosen,
+        crs_assumed=crs_assumed,
+        mask_flags=flags,
+        color_interp=interp,
+    )
+
+
+def parse_crs(text: str, option: str = "--dst-crs") -> CRS:
+    try:
+        return CRS.from_user_input(text)
+    except Exception:
+        raise InputError(f"{option}: not a coordinate reference system: {text!r}") from None
+
+
+def valid_mask(ds, bands: tuple[int, ...], window: Window, data: np.ndarray | None = None) -> np.ndarray:
+    """Boolean (h, w) mask of pixels valid in every selected band.
+
+    GDAL's per-band masks already combine nodata values, alpha bands and internal masks; NaN in
+    floating-point data is added on top.
+    """
+    masks = ds.read_masks(list(dict.fromkeys(bands)), window=window)
+    valid = np.all(masks > 0, axis=0)
+    if data is not None and np.issubdtype(data.dtype, np.floating):
+        valid &= np.all(np.isfinite(data), axis=0)
+    return valid
+
+
+def compute_scaling(ds, info: SceneInfo, percentiles=STRETCH_PERCENTILES) -> BandScaling:
+    """One scaling for the whole scene.
+
+    8-bit data maps 0..255 to 0..1 as the models were trained. Other types use per-band
+    percentiles of the valid pixels of a decimated read (overviews are used when present),
+    so every tile is scaled the same way.
+    """
+    if info.dtype == "uint8":
+        n = len(info.bands)
+        return BandScaling(lo=(0.0,) * n, hi=(255.0,) * n, method="uint8")
+    scale = max(info.width, info.height) / STATS_MAX_SIDE
+    shape = (max(1, math.ceil(info.height / max(scale, 1))), max(1, math.ceil(info.width / max(scale, 1))))
+    unique = list(dict.fromkeys(info.bands))
+    data = ds.read(unique, out_shape=(len(unique), *shape), resampling=Resampling.nearest)
+    masks = ds.read_masks(unique, out_shape=(len(unique), *shape), resampling=Resampling.nearest)
+    lo, hi = [], []
+    for b in info.bands:
+        i = unique.index(b)
+        vals = data[i][(masks[i] > 0) & np.isfinite(data[i])]
+        if vals.size == 0:
+            lo.append(0.0)
+            hi.append(1.0)
+            continue
+        p_lo, p_hi = np.percentile(vals.astype(np.float64), percentiles)
+        if p_hi <= p_lo:
+            p_lo, p_hi = float(vals.min()), float(vals.max())
+            if p_hi <= p_lo:
+                p_hi = p_lo + 1.0
+        lo.append(float(p_lo))
+        hi.append(float(p_hi))
+    return BandScaling(lo=tuple(lo), hi=tuple(hi), method=f"percentile{percentiles[0]:g}-{percentiles[1]:g}")
+
+
+def scaling_from_model(extra: dict, nbands: int) -> BandScaling | None:
+    """A scaling stored in a checkpoint's metadata (``value_range: {lo: [...], hi: [...]}``)."""
+    vr = (extra or {}).get("value_range")
+    if not vr:
+        return None
+    lo, hi = list(vr["lo"]), list(vr["hi"])
+    if len(lo) == 1:
+        lo, hi = lo * nbands, hi * nbands
+    return BandScaling(lo=tuple(map(float, lo)), hi=tuple(map(float, hi)), method="checkpoint")
+
+
+class TileReader:
+    """Reads tiles of one scene, scaled and normalised, with their validity masks.
+
+    Holds its own dataset handle (rasterio handles are not shared across threads).
+    """
+
+    def __init__(self, info: SceneInfo, scaling: BandScaling, mean, std, aoi_mask_fn=None):
+        self.info = info
+        self.ds = rasterio.open(info.path)
+        self.unique = list(dict.fromkeys(info.bands))
+        self.index = [self.unique.index(b) for b in info.bands]
+        lo = np.asarray(scaling.lo, dtype=np.float32)
+        hi = np.asarray(scaling.hi, dtype=np.float32)
+        mean = np.asarray(mean, dtype=np.float32)
+        std = np.asarray(std, dtype=np.float32)
+        if mean.size not in (1, len(info.bands)) or std.size not in (1, len(info.bands)):
+            raise InputError("the model's mean/std do not match the number of bands")
+        # x_norm = (clip((x - lo) / (hi - lo), 0, 1) - mean) / std, folded into a * x + b.
+        self.lo = lo[:, None, None]
+        self.inv_range = (1.0 / (hi - lo))[:, None, None]
+        self.mean = np.broadcast_to(mean, (len(info.bands),))[:, None, None]
+        self.inv_std = (1.0 / np.broadcast_to(std, (len(info.bands),)))[:, None, None]
+        self.aoi_mask_fn = aoi_mask_fn
+
+    def close(self) -> None:
+        self.ds.close()
+
+    def read(self, tile: Tile) -> tuple[np.ndarray, np.ndarray]:
+        """(image float32 (bands, size, size), valid bool (size, size)); padding is invalid."""
+        info = self.info
+        y0, x0 = tile.y, tile.x
+        h = min(tile.y_end, info.height) - y0
+        w = min(tile.x_end, info.width) - x0
+        window = Window(x0, y0, w, h)
+        raw = self.ds.read(self.unique, window=window)
+        valid_in = valid_mask(self.ds, tuple(self.unique), window, raw)
+        if self.aoi_mask_fn is not None:
+            valid_in &= self.aoi_mask_fn(window)
+        img = np.zeros((len(info.bands), tile.size, tile.size), dtype=np.float32)
+        valid = np.zeros((tile.size, tile.size), dtype=bool)
+        if valid_in.any():
+            x = raw[self.index].astype(np.float32, copy=False)
+            x = np.clip((x - self.lo) * self.inv_range, 0.0, 1.0)
+            x = (x - self.mean) * self.inv_std
+            x[:, ~valid_in] = 0.0
+            img[:, :h, :w] = x
+            valid[:h, :w] = valid_in
+        return img, valid
+
+    def valid_rows(self, y0: int, y1: int) -> np.ndarray:
+        """Validity of full scene rows ``[y0, y1)`` (used when flushing strips)."""
+        window = Window(0, y0, self.info.width, y1 - y0)
+        need_data = np.dtype(self.info.dtype).kind == "f"
+        data = self.ds.read(self.unique, window=window) if need_data else None
+        valid = valid_mask(self.ds, tuple(self.unique), window, data)
+        if self.aoi_mask_fn is not None:
+            valid &= self.aoi_mask_fn(window)
+        return valid
+

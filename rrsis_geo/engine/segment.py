@@ -1,0 +1,502 @@
+"""``segment_scene``: a GeoTIFF and an expression in, georeferenced polygons out.
+
+Three phases, each with memory bounded independently of scene height:
+
+1. **Predict**: tiles are read (with their validity masks, in a prefetch thread), normalised
+   scene-wide, batched through the :class:`~rrsis_geo.predictor.Predictor`, blended into a strip
+   accumulator, and finished rows are written to a probability GeoTIFF in a work folder beside
+   the output. After every tile row the work folder records how far it got, so an interrupted
+   run (Ctrl-C, a crash) resumes from there and produces the same result.
+2. **Vectorise**: the probability raster is read back in strips, thresholded and polygonised;
+   objects crossing strip seams are merged into one feature (holes kept).
+3. **Write**: features get their attributes in metric units, outputs are written to temporary
+   names and renamed into place together with a run manifest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import queue
+import shutil
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import rasterio
+import rasterio.shutil
+from rasterio.windows import Window
+
+from rrsis_geo import __version__
+from rrsis_geo.engine import output as out
+from rrsis_geo.engine.accumulate import PROB_NODATA, StripAccumulator
+from rrsis_geo.engine.blending import DEFAULT_WINDOW, WINDOWS, default_margin, tile_weights
+from rrsis_geo.engine.geometry import MetricContext
+from rrsis_geo.engine.raster import (
+    SceneInfo,
+    TileReader,
+    compute_scaling,
+    open_scene,
+    parse_crs,
+    scaling_from_model,
+)
+from rrsis_geo.engine.tiling import Tile, axis_plan, plan_tiles, rows_final_after, validate_tiling
+from rrsis_geo.engine.vectorize import SeamMerger, to_crs_geometry
+from rrsis_geo.errors import Cancelled, ExpressionError, InputError, ModelError
+from rrsis_geo.predictor import Predictor
+
+Progress = Callable[[dict], None]
+
+
+@dataclass(frozen=True)
+class SegmentOptions:
+    """Everything about a run except the scene, the expression, the output and the model.
+
+    ``None`` means "from the model": ``tile`` defaults to the model's input size, ``overlap`` to
+    an eighth of the tile, ``threshold`` to the model's threshold.
+    """
+
+    tile: int | None = None
+    overlap: int | None = None
+    batch_size: int = 4
+    threshold: float | None = None
+    bands: tuple[int, ...] | None = None
+    min_area_m2: float = 0.0
+    simplify_m: float = 0.0
+    dst_crs: str | None = None
+    prob_path: str | None = None
+    overwrite: bool = False
+    window: str = DEFAULT_WINDOW
+    assume_crs: str | None = None
+    aoi: str | None = None
+    strip_rows: int = 1024
+    resume: bool = True
+    prefetch: int = 2
+
+
+@dataclass
+class SegmentResult:
+    output: str
+    manifest: str
+    prob: str | None
+    features: int
+    run_id: str
+    seconds: float
+    tiles_total: int
+    tiles_predicted: int
+    tiles_skipped: int
+    resumed_from_row: int = 0
+    stats: dict = field(default_factory=dict)
+
+
+def check_expression(expression: str) -> str:
+    if expression is None or not str(expression).strip():
+        raise ExpressionError("the expression is empty; describe the object to find, e.g. \"the lake\"")
+    return " ".join(str(expression).split())
+
+
+def work_dir_for(output: str) -> str:
+    folder, name = os.path.split(os.path.abspath(output))
+    return os.path.join(folder, f".{name}.rrsis-work")
+
+
+def segment_scene(
+    scene: str | os.PathLike,
+    expression: str,
+    output: str | os.PathLike,
+    predictor: Predictor,
+    options: SegmentOptions = SegmentOptions(),
+    progress: Progress | None = None,
+    should_cancel: Callable[[], bool] | None = None,
+) -> SegmentResult:
+    """Run the whole pipeline; see the module docstring. Raises :class:`~rrsis_geo.errors.InputError`
+    subclasses for bad input (before any work starts) and :class:`Cancelled` when interrupted."""
+    t_start = time.perf_counter()
+    emit = progress or (lambda event: None)
+    output = os.fspath(output)
+    expression = check_expression(expression)
+    out.check_vector_output(output, options.overwrite)
+    if options.prob_path:
+        out.check_raster_output(options.prob_path, options.overwrite)
+        if os.path.abspath(options.prob_path) == os.path.abspath(output):
+            raise InputError("--prob must differ from the output path")
+    if options.window not in WINDOWS:
+        raise InputError(f"unknown blending window {options.window!r}; use one of {', '.join(WINDOWS)}")
+    if options.batch_size < 1:
+        raise InputError(f"--batch-size must be >= 1, got {options.batch_size}")
+    if options.min_area_m2 < 0 or options.simplify_m < 0:
+        raise InputError("--min-area and --simplify must be >= 0")
+    minfo = predictor.info
+    threshold = minfo.threshold if options.threshold is None else float(options.threshold)
+    if not 0.0 <= threshold < 1.0:
+        raise InputError(f"--threshold must be in [0, 1), got {threshold}")
+    tile = options.tile or minfo.input_size
+    overlap = options.overlap if options.overlap is not None else tile // 8
+    validate_tiling(tile, overlap)
+    dst_crs = parse_crs(options.dst_crs) if options.dst_crs else None
+
+    info = open_scene(scene, options.bands, options.assume_crs, needed_bands=minfo.bands)
+    if len(minfo.mean) not in (1, minfo.bands):
+        raise ModelError(f"model {minfo.model_id} has {len(minfo.mean)} mean values for {minfo.bands} bands")
+    aoi_fn = _aoi_mask_fn(options.aoi, info) if options.aoi else None
+
+    with rasterio.open(info.path) as ds:
+        scaling = scaling_from_model(minfo.extra, len(info.bands)) or compute_scaling(ds, info)
+    tiles = plan_tiles(info.width, info.height, tile, overlap)
+    row_starts = axis_plan(info.height, tile, overlap).starts
+    margin = default_margin(overlap)
+    run_id = uuid.uuid4().hex
+    fingerprint = _fingerprint(info, expression, minfo, tile, overlap, scaling, options)
+
+    work = work_dir_for(output)
+    state = _load_state(work, fingerprint) if options.resume else None
+    if state is None:
+        shutil.rmtree(work, ignore_errors=True)
+        os.makedirs(work)
+        _create_prob_raster(os.path.join(work, "prob.tif"), info)
+        state = {"fingerprint": fingerprint, "flushed_rows": 0, "tile_stats": []}
+        _save_state(work, state)
+    resumed_from = int(state["flushed_rows"])
+    emit({"event": "start", "run_id": run_id, "scene": info.path, "expression": expression,
+          "tiles": len(tiles), "model": minfo.model_id, "resumed_from_row": resumed_from})
+    if resumed_from:
+        emit({"event": "log", "level": "info",
+              "message": f"resuming an interrupted run from row {resumed_from} of {info.height}"})
+
+    counts = {"predicted": 0, "skipped": 0}
+    try:
+        encoded = predictor.encode_expression(expression)
+        if resumed_from < info.height:
+            _predict(info, tiles, row_starts, tile, margin, options, minfo, scaling, aoi_fn,
+                     predictor, encoded, work, state, counts, emit, should_cancel, threshold)
+        features = _vectorise(work, info, threshold, options, minfo, expression, run_id, emit,
+                              should_cancel)
+    except KeyboardInterrupt:
+        raise Cancelled(f"interrupted; partial work kept in {work}; run the same command to resume") from None
+
+    frame = out.features_frame(features, info.crs)
+    if dst_crs is not None:
+        frame = frame.to_crs(dst_crs)
+    emit({"event": "progress", "stage": "write", "done": 0, "total": 1, "percent": 99.0})
+    pending: list[out.PendingFile] = []
+    try:
+        pending.append(out.write_vector(frame, output))
+        if options.prob_path:
+            pending.append(_write_prob_cog(os.path.join(work, "prob.tif"), options.prob_path))
+        seconds = time.perf_counter() - t_start
+        result = SegmentResult(
+            output=os.path.abspath(output), manifest=os.path.abspath(out.manifest_path(output)),
+            prob=os.path.abspath(options.prob_path) if options.prob_path else None,
+            features=len(frame), run_id=run_id, seconds=round(seconds, 3), tiles_total=len(tiles),
+            tiles_predicted=counts["predicted"], tiles_skipped=counts["skipped"],
+            resumed_from_row=resumed_from,
+        )
+        manifest = _manifest(result, info, expression, minfo, options, tile, overlap, margin,
+                             threshold, scaling, dst_crs, state["tile_stats"])
+        pending.append(out.write_json(manifest, result.manifest))
+        for p in pending:
+            p.commit()
+    except BaseException:
+        for p in pending:
+            p.discard()
+        raise
+    shutil.rmtree(work, ignore_errors=True)
+    emit({"event": "progress", "stage": "write", "done": 1, "total": 1, "percent": 100.0})
+    return result
+
+
+# --------------------------------------------------------------------------- predict phase
+def _predict(info, tiles, row_starts, tile, margin, options, minfo, scaling, aoi_fn, predictor,
+             encoded, work, state, counts, emit, should_cancel, threshold):
+    flushed = int(state["flushed_rows"])
+    first_row = next(k for k, s in enumerate(row_starts) if s + tile > flushed)
+    todo = [t for t in tiles if t.row >= first_row]
+    # Tile rows from first_row on are predicted again; forget their stats from the last attempt.
+    state["tile_stats"] = [s for s in state["tile_stats"] if s["row"] < first_row]
+    prob_path = os.path.join(work, "prob.tif")
+
+    def sink(y0: int, prob: np.ndarray, _w: np.ndarray) -> None:
+        with rasterio.open(prob_path, "r+") as dst:
+            dst.write(prob, 1, window=Window(0, y0, info.width, prob.shape[0]))
+        state["flushed_rows"] = y0 + prob.shape[0]
+        _save_state(work, state)
+
+    acc = StripAccumulator(info.width, info.height, tile, sink, top=flushed)
+    weights_cache: dict[tuple, np.ndarray] = {}
+    done_before = len(tiles) - len(todo)
+    current_row = first_row
+    reader = TileReader(info, scaling, minfo.mean, minfo.std, aoi_fn)
+    prefetch = _Prefetcher(reader, todo, options.batch_size, options.prefetch)
+    processed = 0
+    try:
+        for batch in prefetch:
+            if should_cancel is not None and should_cancel():
+                raise KeyboardInterrupt
+            run = [item for item in batch if item[1] is not None]
+            probs = None
+            if run:
+                stack = np.stack([img for _, img, _ in run])
+                probs = np.asarray(predictor.predict(stack, encoded), dtype=np.float32)
+                if probs.shape != (len(run), tile, tile):
+                    raise ModelError(
+                        f"model returned probabilities of shape {probs.shape}, expected {(len(run), tile, tile)}"
+                    )
+            k = 0
+            for t, img, valid in batch:
+                while t.row > current_row:
+                    acc.flush(rows_final_after(row_starts, info.height, current_row))
+                    current_row += 1
+                if img is None:
+                    counts["skipped"] += 1
+                    continue
+                p = probs[k]
+                k += 1
+                key = (t.overlap_top, t.overlap_bottom, t.overlap_left, t.overlap_right)
+                w = weights_cache.get(key)
+                if w is None:
+                    w = weights_cache[key] = tile_weights(t, margin, options.window)
+                acc.add(t, p, w * valid)
+                counts["predicted"] += 1
+                state["tile_stats"].append(_tile_stats(t, p, valid, threshold))
+            processed += len(batch)
+            done = done_before + processed
+            emit({"event": "progress", "stage": "predict", "done": done, "total": len(tiles),
+                  "percent": round(90.0 * done / len(tiles), 2)})
+        while current_row < len(row_starts):
+            acc.flush(rows_final_after(row_starts, info.height, current_row))
+            current_row += 1
+    finally:
+        prefetch.close()
+        reader.close()
+
+
+def _tile_stats(t: Tile, prob: np.ndarray, valid: np.ndarray, threshold: float) -> dict:
+    v = prob[valid]
+    return {"row": t.row, "col": t.col, "x": t.x, "y": t.y,
+            "max": round(float(v.max()), 5) if v.size else 0.0,
+            "fg_fraction": round(float((v > threshold).mean()), 5) if v.size else 0.0}
+
+
+class _Prefetcher:
+    """Reads tiles in a background thread and yields batches of (tile, image|None, valid).
+
+    A batch holds up to ``batch_size`` tiles with valid pixels; fully invalid tiles travel with
+    ``image=None`` so the consumer still sees every tile in order but never sends them to the
+    model.
+    """
+
+    def __init__(self, reader: TileReader, tiles: list[Tile], batch_size: int, depth: int):
+        self.q: queue.Queue = queue.Queue(maxsize=max(depth, 1))
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, args=(reader, tiles, batch_size), daemon=True)
+        self.thread.start()
+
+    def _put(self, item) -> bool:
+        while not self.stop.is_set():
+            try:
+                self.q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self, reader, tiles, batch_size):
+        try:
+            batch, n_run = [], 0
+            for t in tiles:
+                if self.stop.is_set():
+                    return
+                img, valid = reader.read(t)
+                if valid.any():
+                    batch.append((t, img, valid))
+                    n_run += 1
+                else:
+                    batch.append((t, None, None))
+                if n_run >= batch_size:
+                    if not self._put(batch):
+                        return
+                    batch, n_run = [], 0
+            if batch and not self._put(batch):
+                return
+            self._put(None)
+        except BaseException as exc:  # hand reader errors to the consumer
+            self._put(exc)
+
+    def __iter__(self) -> Iterator[list]:
+        while True:
+            item = self.q.get()
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(timeout=5)
+
+
+# ------------------------------------------------------------------------- vectorise phase
+def _vectorise(work, info: SceneInfo, threshold, options, minfo, expression, run_id, emit,
+               should_cancel) -> list[dict]:
+    metric = MetricContext(info.crs, info.bounds)
+    merger = SeamMerger(threshold)
+    records: list[dict] = []
+    strip = max(1, int(options.strip_rows))
+    n_strips = -(-info.height // strip)
+
+    def collect(components):
+        for c in components:
+            geom = to_crs_geometry(c.geometry, info.transform)
+            area = metric.area_m2(geom)
+            if area < options.min_area_m2:
+                continue
+            geom = metric.simplify(geom, options.simplify_m)
+            if geom.is_empty:
+                continue
+            records.append({
+                "expression": expression, "score": round(c.score, 6), "score_max": round(c.prob_max, 6),
+                "area_m2": round(area, 3), "pixels": c.pixels, "model_id": minfo.model_id,
+                "model_sha256": minfo.checksum, "source": info.path, "run_id": run_id,
+                "geometry": geom,
+            })
+
+    with rasterio.open(os.path.join(work, "prob.tif")) as src:
+        for i, y0 in enumerate(range(0, info.height, strip)):
+            if should_cancel is not None and should_cancel():
+                raise KeyboardInterrupt
+            h = min(strip, info.height - y0)
+            prob = src.read(1, window=Window(0, y0, info.width, h))
+            collect(merger.add_strip(y0, prob, prob >= 0))
+            emit({"event": "progress", "stage": "vectorize", "done": i + 1, "total": n_strips,
+                  "percent": round(90.0 + 9.0 * (i + 1) / n_strips, 2)})
+    collect(merger.finish())
+    return records
+
+
+# ------------------------------------------------------------------------------ helpers
+def _aoi_mask_fn(path: str, info: SceneInfo):
+    import geopandas as gpd
+    from rasterio.features import geometry_mask
+
+    if not os.path.exists(path):
+        raise InputError(f"--aoi file not found: {path}")
+    try:
+        frame = gpd.read_file(path)
+    except Exception as exc:
+        raise InputError(f"--aoi: cannot read {path} as vector data ({exc})") from None
+    if frame.crs is None:
+        raise InputError(f"--aoi: {path} has no CRS")
+    geoms = [g for g in frame.to_crs(info.crs).geometry if g is not None and not g.is_empty]
+    if not geoms:
+        raise InputError(f"--aoi: {path} has no geometries")
+
+    def mask(window: Window) -> np.ndarray:
+        transform = rasterio.windows.transform(window, info.transform)
+        return geometry_mask(geoms, out_shape=(int(window.height), int(window.width)),
+                             transform=transform, invert=True)
+
+    return mask
+
+
+def _fingerprint(info, expression, minfo, tile, overlap, scaling, options) -> str:
+    st = os.stat(info.path)
+    key = {
+        "scene": os.path.abspath(info.path), "size": st.st_size, "mtime_ns": st.st_mtime_ns,
+        "bands": info.bands, "crs": info.crs.to_string(), "expression": expression,
+        "model": [minfo.model_id, minfo.checksum], "tile": tile, "overlap": overlap,
+        "scaling": scaling.as_dict(), "window": options.window, "aoi": options.aoi,
+        "engine": __version__,
+    }
+    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _load_state(work: str, fingerprint: str) -> dict | None:
+    try:
+        with open(os.path.join(work, "state.json"), encoding="utf-8") as f:
+            state = json.load(f)
+    except (OSError, ValueError):
+        return None
+    if state.get("fingerprint") != fingerprint or not os.path.exists(os.path.join(work, "prob.tif")):
+        return None
+    return state
+
+
+def _save_state(work: str, state: dict) -> None:
+    tmp = os.path.join(work, "state.json.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(state, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, os.path.join(work, "state.json"))
+
+
+def _create_prob_raster(path: str, info: SceneInfo) -> None:
+    profile = {
+        "driver": "GTiff", "width": info.width, "height": info.height, "count": 1,
+        "dtype": "float32", "crs": info.crs, "transform": info.transform, "nodata": PROB_NODATA,
+        "tiled": True, "blockxsize": 256, "blockysize": 256, "BIGTIFF": "IF_SAFER",
+        "SPARSE_OK": "TRUE",
+    }
+    with rasterio.open(path, "w", **profile):
+        pass
+
+
+def _write_prob_cog(src_path: str, target: str) -> out.PendingFile:
+    temp = out.temp_sibling(target)
+    try:
+        rasterio.shutil.copy(src_path, temp, driver="COG", COMPRESS="DEFLATE", PREDICTOR="YES",
+                             BLOCKSIZE=512, OVERVIEWS="AUTO", RESAMPLING="AVERAGE")
+    except BaseException:
+        out.PendingFile(temp, target).discard()
+        raise
+    return out.PendingFile(temp, target)
+
+
+def _versions() -> dict:
+    import geopandas
+    import pyproj
+    import shapely
+
+    v = {"rrsis_geo": __version__, "python": platform.python_version(), "numpy": np.__version__,
+         "rasterio": rasterio.__version__, "gdal": rasterio.__gdal_version__,
+         "shapely": shapely.__version__, "geopandas": geopandas.__version__,
+         "pyproj": pyproj.__version__}
+    try:
+        import torch
+
+        v["torch"] = torch.__version__
+    except ImportError:
+        pass
+    return v
+
+
+def _manifest(result, info, expression, minfo, options, tile, overlap, margin, threshold,
+              scaling, dst_crs, tile_stats) -> dict:
+    return {
+        "run_id": result.run_id,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "expression": expression,
+        "scene": {"path": os.path.abspath(info.path), "width": info.width, "height": info.height,
+                  "count": info.count, "dtype": info.dtype, "crs": info.crs.to_string(),
+                  "crs_assumed": info.crs_assumed, "transform": list(info.transform)[:6],
+                  "nodata": info.nodata, "bands": list(info.bands)},
+        "model": {"id": minfo.model_id, "sha256": minfo.checksum, "input_size": minfo.input_size,
+                  "mean": list(minfo.mean), "std": list(minfo.std)},
+        "parameters": {**{k: v for k, v in asdict(options).items()}, "tile": tile, "overlap": overlap,
+                       "blend_margin": margin, "threshold": threshold,
+                       "dst_crs": dst_crs.to_string() if dst_crs else None},
+        "normalisation": scaling.as_dict(),
+        "outputs": {"vector": result.output, "prob": result.prob, "crs":
+                    (dst_crs or info.crs).to_string()},
+        "result": {"features": result.features, "tiles_total": result.tiles_total,
+                   "tiles_predicted": result.tiles_predicted, "tiles_skipped": result.tiles_skipped,
+                   "resumed_from_row": result.resumed_from_row, "seconds": result.seconds},
+        "tiles": tile_stats,
+        "versions": _versions(),
+    }

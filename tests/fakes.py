@@ -1,0 +1,89 @@
+"""Test doubles for the model interface. They test the ENGINE's logic (tiling, blending,
+masks, vectorising, outputs), not any learned model; BTDNet has its own tests.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+from rrsis_geo.predictor import ModelInfo
+
+
+class PointwiseModel:
+    """p = sigmoid(gain * (band0 - band1 + bias)): translation-equivariant, no receptive field."""
+
+    def __init__(self, input_size: int = 64, gain: float = 3.0, bias: float = 0.0, bands: int = 3):
+        self.info = ModelInfo(model_id="fake-pointwise", checksum="fake", input_size=input_size,
+                              bands=bands, mean=(0.5,) * bands, std=(0.25,) * bands)
+        self.gain, self.bias = gain, bias
+        self.calls: list[np.ndarray] = []
+        self.expressions: list[str] = []
+
+    def encode_expression(self, expression: str):
+        self.expressions.append(expression)
+        return {"expression": expression}
+
+    def predict(self, tiles: np.ndarray, encoded) -> np.ndarray:
+        assert tiles.dtype == np.float32 and tiles.ndim == 4
+        self.calls.append(tiles.copy())
+        z = self.gain * (tiles[:, 0] - tiles[:, 1] + self.bias)
+        return (1.0 / (1.0 + np.exp(-z))).astype(np.float32)
+
+
+class BoxFilterModel(PointwiseModel):
+    """Pointwise model followed by a (2r+1)^2 mean filter with edge-replicate padding: its
+    output near a tile edge differs from the untiled result, exactly what blending must hide."""
+
+    def __init__(self, radius: int = 2, **kw):
+        super().__init__(**kw)
+        self.radius = radius
+
+    def predict(self, tiles, encoded):
+        p = super().predict(tiles, encoded)
+        k = 2 * self.radius + 1
+        return ndimage.uniform_filter(p, size=(1, k, k), mode="nearest").astype(np.float32)
+
+
+class ThresholdModel(PointwiseModel):
+    """p = 0.9 where band 0 (in [0,1] units) is above ``level``, else 0.1."""
+
+    def __init__(self, level: float = 0.5, **kw):
+        super().__init__(**kw)
+        self.level = level
+
+    def predict(self, tiles, encoded):
+        self.calls.append(tiles.copy())
+        raw = tiles[:, 0] * self.info.std[0] + self.info.mean[0]
+        return np.where(raw > self.level, 0.9, 0.1).astype(np.float32)
+
+
+class ConstantModel(PointwiseModel):
+    def __init__(self, value: float = 1.0, **kw):
+        super().__init__(**kw)
+        self.value = value
+
+    def predict(self, tiles, encoded):
+        self.calls.append(tiles.copy())
+        return np.full(tiles[:, 0].shape, self.value, dtype=np.float32)
+
+
+class IdentityModel(PointwiseModel):
+    """Returns band 0 in [0, 1] units: shows exactly how the engine normalised the pixels."""
+
+    def predict(self, tiles, encoded):
+        self.calls.append(tiles.copy())
+        return (tiles[:, 0] * self.info.std[0] + self.info.mean[0]).astype(np.float32)
+
+
+class FailingModel(PointwiseModel):
+    """Raises after ``after`` successful calls (a crash mid-run)."""
+
+    def __init__(self, after: int, exc=RuntimeError, **kw):
+        super().__init__(**kw)
+        self.after, self.exc = after, exc
+
+    def predict(self, tiles, encoded):
+        if len(self.calls) >= self.after:
+            raise self.exc("boom")
+        return super().predict(tiles, encoded)
