@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable, Optional
 
 #: Output extensions the CLI writes itself; anything else is converted by the plugin.
-CLI_VECTOR_EXTENSIONS = ("gpkg", "geojson", "parquet", "shp")
+CLI_VECTOR_EXTENSIONS = ("gpkg", "geojson", "fgb", "parquet", "shp")
 
 #: Environment variables that belong to the host application's own Python/GDAL/PROJ and
 #: would break a different interpreter (e.g. QGIS on Windows sets PYTHONHOME and PROJ_LIB).
@@ -136,6 +136,8 @@ class SegmentRequest:
     simplify: Optional[float] = None
     device: Optional[str] = None
     prob: Optional[str] = None
+    aoi: Optional[str] = None
+    assume_crs: Optional[str] = None
     overwrite: bool = True
     extra: list = field(default_factory=list)
 
@@ -165,6 +167,10 @@ class SegmentRequest:
             out += ["--device", self.device]
         if self.prob:
             out += ["--prob", self.prob]
+        if self.aoi:
+            out += ["--aoi", self.aoi]
+        if self.assume_crs:
+            out += ["--assume-crs", self.assume_crs]
         if self.overwrite:
             out.append("--overwrite")
         out += list(self.extra)

@@ -1,22 +1,28 @@
-"""Turn the algorithm's input layer into a GeoTIFF path the rrsis command can read.
+"""Turn the algorithm's input layer (and optional extent) into what the rrsis command reads.
 
-A raster that is a plain GDAL file on disk is passed as it is. Anything else (a WMS/WMTS/XYZ
-or WCS layer, a virtual raster, a GeoPackage raster table, a file inside an archive) and any
-run with an extent to clip to is exported first to a temporary GeoTIFF:
+- A raster that is a plain GDAL file on disk is passed as it is, so features name it as their
+  ``source``. An Extent is then passed as an area of interest (``--aoi``, a one-polygon
+  GeoPackage in the layer's CRS): the command looks only inside it and never copies the data.
+- Anything else (a WMS/WMTS/XYZ or WCS layer, a virtual raster, a GeoPackage raster table, a
+  file inside an archive), or a file with an explicit Pixel size, is exported first to a
+  temporary GeoTIFF through a QgsRasterPipe:
 
-- extent: the algorithm's Extent parameter, or the layer's full extent when the layer has one
-  (web layers do not: without an extent they are refused with a message saying what to set);
-- resolution: the Pixel size parameter, or the layer's native resolution (web layers have none:
-  without a pixel size they are refused likewise).
+  - extent: the Extent parameter, or the layer's full extent when the layer has one (web
+    layers do not: without an Extent they are refused with a message saying what to set);
+  - resolution: the Pixel size parameter, or the layer's native resolution (web layers have
+    none: without a Pixel size they are refused likewise).
 
-Files are clipped with GDAL on their own pixel grid (values and data type kept exactly);
-other providers are rendered through a QgsRasterPipe with QgsRasterFileWriter.
+  Features of an exported layer name the temporary GeoTIFF as their ``source``; the command
+  line in the log and the run manifest say which layer it came from.
 """
 
 import math
 import os
 
 from qgis.core import (
+    QgsFeature,
+    QgsFields,
+    QgsGeometry,
     QgsProcessingException,
     QgsProviderRegistry,
     QgsRasterBlockFeedback,
@@ -24,6 +30,8 @@ from qgis.core import (
     QgsRasterFileWriter,
     QgsRasterPipe,
     QgsRectangle,
+    QgsVectorFileWriter,
+    QgsWkbTypes,
 )
 
 #: Largest export, in pixels (about 20000 x 20000); beyond it the user is asked to clip.
@@ -41,17 +49,30 @@ def plain_file(layer):
     return path
 
 
-def scene_for(layer, extent, pixel_size, workdir, context, feedback):
-    """Return a GeoTIFF path for ``layer``.
+def write_aoi(extent, crs, workdir, context):
+    """Write ``extent`` (in ``crs``) as a one-polygon GeoPackage; return its path."""
+    path = os.path.join(workdir, "aoi.gpkg")
+    options = QgsVectorFileWriter.SaveVectorOptions()
+    options.driverName = "GPKG"
+    writer = QgsVectorFileWriter.create(
+        path, QgsFields(), QgsWkbTypes.Polygon, crs, context.transformContext(), options
+    )
+    if writer.hasError() != QgsVectorFileWriter.NoError:
+        raise QgsProcessingException(f"Could not write the extent as an AOI: {writer.errorMessage()}")
+    feature = QgsFeature()
+    feature.setGeometry(QgsGeometry.fromRect(extent))
+    writer.addFeature(feature)
+    del writer  # flushes and closes the file
+    return path
+
+
+def export_scene(layer, extent, pixel_size, workdir, context, feedback):
+    """Export ``layer`` to a temporary GeoTIFF and return its path.
 
     ``extent`` is a QgsRectangle in the layer's CRS or None; ``pixel_size`` a float in the
-    layer's CRS units or None. Raises QgsProcessingException with what to do when the layer
-    cannot be exported as asked.
+    layer's CRS units or None. Raises QgsProcessingException saying what to set when the
+    layer cannot be exported as asked.
     """
-    path = plain_file(layer)
-    if path and extent is None and pixel_size is None:
-        return path
-
     provider = layer.dataProvider()
     has_grid = bool(provider.capabilities() & QgsRasterDataProvider.Size) and provider.xSize() > 0
     kind = provider.name()
@@ -70,13 +91,12 @@ def scene_for(layer, extent, pixel_size, workdir, context, feedback):
             "exported to a temporary GeoTIFF."
         )
     if not layer.crs().isValid():
-        # The CLI refuses rasters without a CRS; say it here for exported layers too.
         raise QgsProcessingException(
             f"The layer '{layer.name()}' has no coordinate reference system; assign one "
             "(Layer Properties > Source) or save it as a GeoTIFF with a CRS first."
         )
 
-    if has_grid and pixel_size is None:
+    if pixel_size is None:
         extent = _snap_to_grid(extent, layer)
         res_x, res_y = layer.rasterUnitsPerPixelX(), layer.rasterUnitsPerPixelY()
     else:
@@ -85,9 +105,7 @@ def scene_for(layer, extent, pixel_size, workdir, context, feedback):
             raise QgsProcessingException("'Pixel size' must be greater than 0.")
     clipped = extent.intersect(layer.extent()) if has_grid else QgsRectangle(extent)
     if clipped.isEmpty():
-        raise QgsProcessingException(
-            f"The extent does not overlap the layer '{layer.name()}'."
-        )
+        raise QgsProcessingException(f"The extent does not overlap the layer '{layer.name()}'.")
     cols = max(1, int(round(clipped.width() / res_x)))
     rows = max(1, int(round(clipped.height() / res_y)))
     if cols * rows > MAX_EXPORT_PIXELS:
@@ -100,42 +118,8 @@ def scene_for(layer, extent, pixel_size, workdir, context, feedback):
     feedback.pushInfo(
         f"Exporting '{layer.name()}' ({kind}) to a temporary GeoTIFF: {cols} x {rows} pixels"
     )
-    if path and pixel_size is None:
-        _clip_file(path, clipped, target)
-    else:
-        _render(layer, clipped, cols, rows, target, context, feedback)
-    return target
-
-
-def _snap_to_grid(extent, layer):
-    """Grow ``extent`` outward to the layer's pixel grid so clipping keeps whole pixels."""
-    full = layer.extent()
-    rx, ry = layer.rasterUnitsPerPixelX(), layer.rasterUnitsPerPixelY()
-    xmin = full.xMinimum() + math.floor((extent.xMinimum() - full.xMinimum()) / rx + 1e-9) * rx
-    xmax = full.xMinimum() + math.ceil((extent.xMaximum() - full.xMinimum()) / rx - 1e-9) * rx
-    ymax = full.yMaximum() - math.floor((full.yMaximum() - extent.yMaximum()) / ry + 1e-9) * ry
-    ymin = full.yMaximum() - math.ceil((full.yMaximum() - extent.yMinimum()) / ry - 1e-9) * ry
-    return QgsRectangle(xmin, ymin, xmax, ymax)
-
-
-def _clip_file(path, extent, target):
-    from osgeo import gdal
-
-    options = gdal.TranslateOptions(
-        format="GTiff",
-        projWin=[extent.xMinimum(), extent.yMaximum(), extent.xMaximum(), extent.yMinimum()],
-        creationOptions=["TILED=YES", "COMPRESS=DEFLATE", "BIGTIFF=IF_SAFER"],
-    )
-    result = gdal.Translate(target, path, options=options)
-    if result is None:
-        raise QgsProcessingException(f"Could not clip {path}: {gdal.GetLastErrorMsg()}")
-    result = None  # noqa: F841 - closes the dataset
-
-
-def _render(layer, extent, cols, rows, target, context, feedback):
-    provider = layer.dataProvider().clone()
     pipe = QgsRasterPipe()
-    if not pipe.set(provider):
+    if not pipe.set(provider.clone()):
         raise QgsProcessingException(f"Could not read the layer '{layer.name()}'.")
     writer = QgsRasterFileWriter(target)
     writer.setOutputFormat("GTiff")
@@ -147,7 +131,7 @@ def _render(layer, extent, cols, rows, target, context, feedback):
         block_feedback.cancel()
     try:
         error = writer.writeRaster(
-            pipe, cols, rows, extent, layer.crs(), context.transformContext(), block_feedback
+            pipe, cols, rows, clipped, layer.crs(), context.transformContext(), block_feedback
         )
     finally:
         feedback.canceled.disconnect(block_feedback.cancel)
@@ -157,3 +141,15 @@ def _render(layer, extent, cols, rows, target, context, feedback):
         raise QgsProcessingException(
             f"Could not export the layer '{layer.name()}' to a GeoTIFF (error {int(error)})."
         )
+    return target
+
+
+def _snap_to_grid(extent, layer):
+    """Grow ``extent`` outward to the layer's pixel grid so the export keeps whole pixels."""
+    full = layer.extent()
+    rx, ry = layer.rasterUnitsPerPixelX(), layer.rasterUnitsPerPixelY()
+    xmin = full.xMinimum() + math.floor((extent.xMinimum() - full.xMinimum()) / rx + 1e-9) * rx
+    xmax = full.xMinimum() + math.ceil((extent.xMaximum() - full.xMinimum()) / rx - 1e-9) * rx
+    ymax = full.yMaximum() - math.floor((full.yMaximum() - extent.yMaximum()) / ry + 1e-9) * ry
+    ymin = full.yMaximum() - math.ceil((full.yMaximum() - extent.yMinimum()) / ry - 1e-9) * ry
+    return QgsRectangle(xmin, ymin, xmax, ymax)

@@ -19,6 +19,7 @@ from qgis.core import (
     QgsProcessingOutputNumber,
     QgsProcessingOutputString,
     QgsProcessingParameterBand,
+    QgsProcessingParameterCrs,
     QgsProcessingParameterDefinition,
     QgsProcessingParameterEnum,
     QgsProcessingParameterExtent,
@@ -42,10 +43,13 @@ in a raster and returns it as georeferenced polygons, using a BTDNet model throu
 <p>The command runs in its own process (configure where it is in Processing &gt; Options &gt;
 Providers &gt; rrsis; empty means <code>rrsis</code> on PATH). Cancel stops it within a second;
 a failed or cancelled run leaves no output.</p>
+<p><i>Extent</i> limits the search to a rectangle (passed to the command as an area of
+interest; the raster file is read in place).</p>
 <p><b>Layers that are not raster files</b> (WMS/WMTS/XYZ, WCS, virtual rasters, GeoPackage
 rasters) are exported to a temporary GeoTIFF first: of <i>Extent</i> (or the layer's full
 extent) at <i>Pixel size</i> (or the layer's native resolution). Web layers have neither, so
 set both; use "Calculate from Map Canvas Extent" for the current view.</p>
+<p>A raster file without a CRS is refused unless <i>Assume CRS</i> says which one it is in.</p>
 <p>Empty options use the model's defaults (tile size, overlap, threshold). <i>Minimum area</i>
 is in square metres and <i>Simplify</i> in metres, whatever the raster's CRS. The output is in
 the raster's CRS; each feature carries expression, score, area_m2, model_id, model_sha256,
@@ -67,6 +71,7 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
     DEVICE = "DEVICE"
     EXTENT = "EXTENT"
     PIXEL_SIZE = "PIXEL_SIZE"
+    ASSUME_CRS = "ASSUME_CRS"
     OUTPUT = "OUTPUT"
     PROB = "PROB"
     FEATURES = "FEATURES"
@@ -181,7 +186,7 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
             ),
             QgsProcessingParameterExtent(
                 self.EXTENT,
-                self.tr("Extent (clip to it; needed for web layers)"),
+                self.tr("Extent (only look inside it; needed for web layers)"),
                 optional=True,
             ),
             QgsProcessingParameterNumber(
@@ -190,6 +195,11 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
                 type=QgsProcessingParameterNumber.Double,
                 optional=True,
                 minValue=0.0,
+            ),
+            QgsProcessingParameterCrs(
+                self.ASSUME_CRS,
+                self.tr("Assume CRS (for a raster file without one)"),
+                optional=True,
             ),
         ]
         for param in advanced:
@@ -237,6 +247,11 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
         if parameters.get(self.EXTENT) not in (None, ""):
             extent = self.parameterAsExtent(parameters, self.EXTENT, context, layer.crs())
         pixel_size = self._optional_number(parameters, self.PIXEL_SIZE, context)
+        assume_crs = None
+        if parameters.get(self.ASSUME_CRS) not in (None, ""):
+            crs = self.parameterAsCrs(parameters, self.ASSUME_CRS, context)
+            if crs.isValid():
+                assume_crs = crs.authid() or crs.toWkt()
 
         output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
         prob = ""
@@ -259,7 +274,12 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
 
         workdir = tempfile.mkdtemp(prefix="rrsis_", dir=QgsProcessingUtils.tempFolder())
         try:
-            scene_path = scene.scene_for(layer, extent, pixel_size, workdir, context, feedback)
+            scene_path, aoi = scene.plain_file(layer), None
+            if scene_path and pixel_size is None:
+                if extent is not None:
+                    aoi = scene.write_aoi(extent, layer.crs(), workdir, context)
+            else:
+                scene_path = scene.export_scene(layer, extent, pixel_size, workdir, context, feedback)
             if feedback.isCanceled():
                 raise QgsProcessingException("Cancelled; nothing was written.")
             cli_output = os.path.join(workdir, "segments.gpkg") if convert else output
@@ -277,6 +297,8 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
                 simplify=self._optional_number(parameters, self.SIMPLIFY, context),
                 device=device,
                 prob=prob or None,
+                aoi=aoi,
+                assume_crs=assume_crs,
                 # QGIS already asked before replacing an existing destination.
                 overwrite=True,
             )
@@ -346,7 +368,10 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
                 "Cancelled: the rrsis process was stopped and no output was written."
             )
         except runner.CliFailed as exc:
-            raise QgsProcessingException(f"rrsis failed: {exc}") from exc
+            message = f"rrsis failed: {exc}"
+            if "--assume-crs" in message:
+                message += " (here: the 'Assume CRS' parameter, under Advanced)"
+            raise QgsProcessingException(message) from exc
         except runner.RrsisNotFound as exc:
             raise QgsProcessingException(str(exc)) from exc
         return done

@@ -13,6 +13,7 @@ Behaviour is chosen by environment variables:
 - ``FAKE_RRSIS_ARGV``: a file to which the received arguments are written as JSON.
 - ``FAKE_RRSIS_PIDFILE``: a file to which the process id is written at start.
 - ``FAKE_RRSIS_COPY_SCENE``: a path to which the scene it was given is copied.
+- ``FAKE_RRSIS_COPY_AOI``: a path to which the ``--aoi`` file it was given is copied.
 """
 
 import argparse
@@ -60,6 +61,8 @@ def main(argv):
     seg.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     seg.add_argument("--dst-crs")
     seg.add_argument("--prob")
+    seg.add_argument("--aoi")
+    seg.add_argument("--assume-crs")
     seg.add_argument("--overwrite", action="store_true")
     seg.add_argument("--progress", choices=["bar", "json", "none"], default="bar")
     seg.add_argument("-v", action="count", default=0)
@@ -70,6 +73,8 @@ def main(argv):
         fail(f"the scene does not exist: {args.scene}")
     if os.environ.get("FAKE_RRSIS_COPY_SCENE"):
         shutil.copyfile(args.scene, os.environ["FAKE_RRSIS_COPY_SCENE"])
+    if args.aoi and os.environ.get("FAKE_RRSIS_COPY_AOI"):
+        shutil.copyfile(args.aoi, os.environ["FAKE_RRSIS_COPY_AOI"])
     if not args.expression.strip():
         fail("the expression is empty; describe the object to find, e.g. 'the lake'")
     if not args.output.endswith(".geojson"):

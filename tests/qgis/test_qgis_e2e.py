@@ -81,7 +81,7 @@ def real_runs(qgis_available, plugin_zip, real_rrsis, no_crs_scene, tmp_path_fac
             "setting": real_rrsis,
             "params": {**base_params, "EXPRESSION": "the road",
                        "EXTENT": "{},{},{},{} [EPSG:26914]".format(*clip),
-                       "OUTPUT": str(out_dir("converted") / "roads.fgb")},
+                       "OUTPUT": str(out_dir("converted") / "roads.gml")},
         },
         {
             "name": "cancelled",
@@ -103,9 +103,17 @@ def real_runs(qgis_available, plugin_zip, real_rrsis, no_crs_scene, tmp_path_fac
             "params": {**base_params, "INPUT": str(no_crs_scene), "EXPRESSION": "the lake",
                        "OUTPUT": str(out_dir("no_crs") / "x.gpkg")},
         },
+        {
+            "name": "no_crs_assumed",
+            "setting": real_rrsis,
+            "params": {**base_params, "INPUT": str(no_crs_scene), "EXPRESSION": "the lake",
+                       "ASSUME_CRS": "EPSG:32614",
+                       "OUTPUT": str(out_dir("no_crs_assumed") / "x.gpkg")},
+        },
     ]
     records = run_driver(profile, scenarios, base)
-    return {"runs": records["scenarios"], "dirs": dirs, "base": base}
+    return {"runs": records["scenarios"], "dirs": dirs, "base": base,
+            "clip": (clip[0], clip[2], clip[1], clip[3])}
 
 
 def test_processing_run_writes_a_valid_layer_in_the_raster_crs(real_runs):
@@ -145,13 +153,23 @@ def test_results_are_loaded_and_styled(real_runs):
 
 
 def test_other_ogr_formats_are_converted_with_attributes(real_runs):
+    """GML is not a format the CLI writes: the plugin converts it (two files, moved into place
+    together). The Extent was passed as an AOI: features lie inside it and name the file."""
+    import geopandas as gpd
+    from shapely.geometry import box
+
     run = real_runs["runs"]["converted"]
     assert run["ok"], run
     out = run["output"]
     assert out["valid"] and out["crs"] == "EPSG:26914"
     assert set(DOCUMENTED_FIELDS) <= set(out["fields"])
     names = sorted(os.listdir(real_runs["dirs"]["converted"]))
-    assert names == ["roads.fgb", "roads.fgb.manifest.json"]
+    assert names == ["roads.gml", "roads.gml.manifest.json", "roads.xsd"]
+    frame = gpd.read_file(real_runs["dirs"]["converted"] / "roads.gml")
+    assert len(frame) == run["results"]["FEATURES"]
+    if len(frame):
+        assert frame.geometry.within(box(*real_runs["clip"]).buffer(1.0)).all()
+        assert set(frame["source"]) == {str(SAMPLE)}
 
 
 def test_cancelled_real_run_stops_quickly_and_leaves_nothing(real_runs):
@@ -177,8 +195,16 @@ def test_cli_error_message_reaches_qgis(real_runs, real_rrsis, no_crs_scene, tmp
         ["segment", "-o", str(out), "--model", "btdnet-tiny", "--device", "cpu",
          *cli_args(no_crs_scene, out)],
     )
-    assert run["error"] == f"rrsis failed: {message}"
+    assert run["error"].startswith(f"rrsis failed: {message}")
+    if "--assume-crs" in message:  # the CLI's flag, named as QGIS shows it
+        assert "'Assume CRS' parameter" in run["error"]
     assert os.listdir(real_runs["dirs"][name]) == []
+
+
+def test_assume_crs_makes_a_raster_without_crs_usable(real_runs):
+    run = real_runs["runs"]["no_crs_assumed"]
+    assert run["ok"], run
+    assert run["output"]["valid"] and run["output"]["crs"] == "EPSG:32614"
 
 
 # ------------------------------------------------------------------ qgis_process

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import zipfile
 
 import pytest
 
@@ -18,8 +19,6 @@ pytestmark = pytest.mark.qgis
 #: Extent (EPSG:3857) and pixel size used to export the local XYZ layer.
 XYZ_EXTENT = (-4_000_000.0, 4_000_000.0, -2_000_000.0, 2_000_000.0)  # xmin, xmax, ymin, ymax
 XYZ_PIXEL = 40_000.0
-#: A window of the sample scene (EPSG:26914) for the clip scenario; not on the pixel grid.
-SAMPLE_BOUNDS = None  # read from the file in the fixture
 
 
 def _xyz_tiles(root):
@@ -78,6 +77,7 @@ def fake_runs(qgis_available, plugin_zip, tmp_path_factory):
                 "INPUT": str(SAMPLE), "EXPRESSION": "-the lake north of the road",
                 "MODEL": 2, "BANDS": [3, 2, 1], "TILE": 256, "OVERLAP": 32, "BATCH_SIZE": 2,
                 "THRESHOLD": 0.3, "MIN_AREA": 50, "SIMPLIFY": 2.5, "DEVICE": 1,
+                "ASSUME_CRS": "EPSG:32614",
                 "OUTPUT": str(out_dir("ok_loaded") / "lakes.geojson"),
             },
         },
@@ -153,23 +153,44 @@ def fake_runs(qgis_available, plugin_zip, tmp_path_factory):
                        "EXTENT": "{},{},{},{} [EPSG:3857]".format(*XYZ_EXTENT),
                        "OUTPUT": str(out_dir("xyz_exported") / "x.geojson")},
         },
-        {
-            "name": "file_clipped",
-            "setting": str(fake),
-            "env": {**common_env, "FAKE_RRSIS_COPY_SCENE": str(base / "clip_scene.tif")},
-            # 30 pixels in from the top-left corner, 100 x 60 pixels, off the grid by 2 m.
-            "params": {"INPUT": str(SAMPLE), "EXPRESSION": "the lake",
-                       "EXTENT": "CLIP_EXTENT",
-                       "OUTPUT": str(out_dir("file_clipped") / "x.geojson")},
-        },
     ]
-    # The clip extent in the sample's own CRS, computed from its georeferencing.
+    # Extents in the sample's own CRS: 30 pixels in from the top-left corner, 100 x 60 pixels,
+    # 2 m inside the pixel edges (so an export must snap outward to the grid).
     import rasterio
 
     with rasterio.open(SAMPLE) as src:
         left, top, res = src.bounds.left, src.bounds.top, src.res[0]
     clip = (left + 30 * res + 2, left + 130 * res - 2, top - 90 * res + 2, top - 30 * res - 2)
-    scenarios[-1]["params"]["EXTENT"] = "{},{},{},{} [EPSG:26914]".format(*clip)
+    extent = "{},{},{},{} [EPSG:26914]".format(*clip)
+    zipped = base / "scene.zip"
+    with zipfile.ZipFile(zipped, "w") as zf:
+        zf.write(SAMPLE, "naip.tif")
+    scenarios += [
+        {
+            "name": "file_extent_aoi",
+            "setting": str(fake),
+            "env": {**common_env, "FAKE_RRSIS_ARGV": str(base / "argv_aoi.json"),
+                    "FAKE_RRSIS_COPY_AOI": str(base / "aoi.gpkg")},
+            "params": {"INPUT": str(SAMPLE), "EXPRESSION": "the lake", "EXTENT": extent,
+                       "OUTPUT": str(out_dir("file_extent_aoi") / "x.geojson")},
+        },
+        {
+            "name": "zipped_exported",
+            "setting": str(fake),
+            "env": {**common_env, "FAKE_RRSIS_COPY_SCENE": str(base / "zipped_scene.tif")},
+            "layer": {"uri": f"/vsizip/{zipped}/naip.tif", "provider": "gdal", "name": "zipped"},
+            "params": {"EXPRESSION": "the lake", "EXTENT": extent,
+                       "OUTPUT": str(out_dir("zipped_exported") / "x.geojson")},
+        },
+        {
+            "name": "file_resampled",
+            "setting": str(fake),
+            "env": {**common_env, "FAKE_RRSIS_COPY_SCENE": str(base / "resampled_scene.tif")},
+            "params": {"INPUT": str(SAMPLE), "EXPRESSION": "the lake", "PIXEL_SIZE": 10.0,
+                       "EXTENT": "{},{},{},{} [EPSG:26914]".format(left, left + 1000, top - 600, top),
+                       "OUTPUT": str(out_dir("file_resampled") / "x.geojson")},
+        },
+    ]
 
     records = run_driver(profile, scenarios, base)
     return {"records": records, "runs": records["scenarios"], "base": base, "dirs": dirs}
@@ -198,12 +219,14 @@ def test_parameters_reach_the_command(fake_runs):
     assert float(pairs["--threshold"]) == pytest.approx(0.3)
     assert float(pairs["--min-area"]) == 50 and float(pairs["--simplify"]) == 2.5
     assert pairs["--device"] == "cpu" and pairs["--progress"] == "json"
+    assert pairs["--assume-crs"] == "EPSG:32614"
 
     argv = json.loads((fake_runs["base"] / "argv_ckpt.json").read_text())
     pairs = dict(zip(argv[1::2], argv[2::2]))
     assert pairs["--model"].endswith("my-model.safetensors")
     assert pairs["--device"] == "auto"
-    for unset in ("--bands", "--tile", "--overlap", "--threshold", "--min-area", "--simplify", "--prob"):
+    for unset in ("--bands", "--tile", "--overlap", "--threshold", "--min-area", "--simplify",
+                  "--prob", "--aoi", "--assume-crs"):
         assert unset not in argv
 
 
@@ -293,16 +316,50 @@ def test_web_layer_is_exported_at_the_extent_and_pixel_size(fake_runs):
     assert rgb[0].max() > 0
 
 
-def test_file_layer_is_clipped_on_its_own_pixel_grid(fake_runs):
+def test_file_layer_with_extent_is_read_in_place_with_an_aoi(fake_runs):
+    """The file itself goes to the command (so features name it as their source); the extent
+    becomes an AOI polygon in the raster's CRS."""
+    import geopandas as gpd
+    import rasterio
+
+    run = fake_runs["runs"]["file_extent_aoi"]
+    assert run["ok"], run
+    argv = json.loads((fake_runs["base"] / "argv_aoi.json").read_text())
+    assert argv[-2] == str(SAMPLE)
+    assert "--aoi" in argv
+    aoi = gpd.read_file(fake_runs["base"] / "aoi.gpkg")
+    assert aoi.crs.to_epsg() == 26914 and len(aoi) == 1
+    with rasterio.open(SAMPLE) as src:
+        left, top, res = src.bounds.left, src.bounds.top, src.res[0]
+    assert tuple(aoi.total_bounds) == pytest.approx(
+        (left + 30 * res + 2, top - 90 * res + 2, left + 130 * res - 2, top - 30 * res - 2))
+
+
+def test_non_file_gdal_layer_is_exported_on_its_own_pixel_grid(fake_runs):
+    """A raster inside a zip is exported: the extent snaps outward to whole pixels and the
+    values, data type and nodata are exactly the source's."""
     import numpy as np
     import rasterio
     from rasterio.windows import Window
 
-    run = fake_runs["runs"]["file_clipped"]
+    run = fake_runs["runs"]["zipped_exported"]
     assert run["ok"], run
-    with rasterio.open(SAMPLE) as src, rasterio.open(fake_runs["base"] / "clip_scene.tif") as clip:
-        assert clip.crs == src.crs and clip.count == src.count and clip.dtypes == src.dtypes
-        assert (clip.width, clip.height) == (100, 60)
-        assert clip.nodata == src.nodata
-        expected = src.read(window=Window(30, 30, 100, 60))
-        np.testing.assert_array_equal(clip.read(), expected)
+    with rasterio.open(SAMPLE) as src, rasterio.open(fake_runs["base"] / "zipped_scene.tif") as out:
+        assert out.crs == src.crs and out.count == src.count and out.dtypes == src.dtypes
+        assert (out.width, out.height) == (100, 60)
+        assert out.nodata == src.nodata
+        assert out.res == src.res
+        assert (out.bounds.left, out.bounds.top) == pytest.approx(
+            (src.bounds.left + 30 * src.res[0], src.bounds.top - 30 * src.res[1]))
+        np.testing.assert_array_equal(out.read(), src.read(window=Window(30, 30, 100, 60)))
+
+
+def test_pixel_size_resamples_a_file_layer(fake_runs):
+    import rasterio
+
+    run = fake_runs["runs"]["file_resampled"]
+    assert run["ok"], run
+    with rasterio.open(fake_runs["base"] / "resampled_scene.tif") as out:
+        assert out.crs.to_epsg() == 26914
+        assert (out.width, out.height) == (100, 60)
+        assert out.res == pytest.approx((10.0, 10.0))
