@@ -95,24 +95,18 @@ def _interrupt(signum, frame):
 def _run(scene, expression, output, model, bands, tile, overlap, batch_size, device, threshold,
          min_area, simplify, dst_crs, prob_path, aoi, window, no_resume, assume_crs, overwrite,
          reporter):
-    from rrsis_geo.engine import output as out
-    from rrsis_geo.engine.raster import open_scene, parse_bands
-    from rrsis_geo.engine.segment import SegmentOptions, check_expression, segment_scene
+    from rrsis_geo.engine.raster import parse_bands
+    from rrsis_geo.engine.segment import SegmentOptions, preflight, segment_scene
 
-    # Cheap checks first, so bad input fails before a model is built.
-    check_expression(expression)
-    out.check_vector_output(output, overwrite)
-    if prob_path:
-        out.check_raster_output(prob_path, overwrite)
-    band_tuple = parse_bands(bands)
-    open_scene(scene, band_tuple, assume_crs)
+    options = SegmentOptions(
+        tile=tile, overlap=overlap, batch_size=batch_size, threshold=threshold,
+        bands=parse_bands(bands), min_area_m2=min_area, simplify_m=simplify, dst_crs=dst_crs,
+        prob_path=prob_path, overwrite=overwrite, window=window, assume_crs=assume_crs, aoi=aoi,
+        resume=not no_resume,
+    )
+    preflight(scene, expression, output, options)  # bad input fails before a model is built
 
     from rrsis_geo.models import load_predictor
 
     predictor = load_predictor(model, device=device)
-    options = SegmentOptions(
-        tile=tile, overlap=overlap, batch_size=batch_size, threshold=threshold, bands=band_tuple,
-        min_area_m2=min_area, simplify_m=simplify, dst_crs=dst_crs, prob_path=prob_path,
-        overwrite=overwrite, window=window, assume_crs=assume_crs, aoi=aoi, resume=not no_resume,
-    )
     return segment_scene(scene, expression, output, predictor, options, progress=reporter)

@@ -55,9 +55,10 @@ class StripAccumulator:
         prob = np.full(w.shape, PROB_NODATA, dtype=np.float32)
         np.divide(self.psum[:n], w, out=prob, where=w > 0)
         self.sink(self.top, prob, w.copy())
-        # Slide the unflushed rows to the front and clear the rest.
-        self.wsum[: self.cap - n] = self.wsum[n:].copy() if n < self.cap else 0
-        self.psum[: self.cap - n] = self.psum[n:].copy() if n < self.cap else 0
-        self.wsum[self.cap - n :] = 0
-        self.psum[self.cap - n :] = 0
+        # Move the unflushed rows to the front of fresh (lazily zeroed) buffers.
+        for name in ("wsum", "psum"):
+            old = getattr(self, name)
+            new = np.zeros_like(old)
+            new[: self.cap - n] = old[n:]
+            setattr(self, name, new)
         self.top = until

@@ -100,12 +100,53 @@ def check_expression(expression: str) -> str:
     return " ".join(str(expression).split())
 
 
+def preflight(scene, expression: str, output: str, options: SegmentOptions,
+              needed_bands: int = 3) -> SceneInfo:
+    """Every check that needs no model, so bad input fails before a model is built.
+
+    Returns the opened scene's :class:`SceneInfo`; raises an :class:`InputError` subclass.
+    """
+    check_expression(expression)
+    out.check_vector_output(os.fspath(output), options.overwrite)
+    if options.prob_path:
+        out.check_raster_output(options.prob_path, options.overwrite)
+        if os.path.abspath(options.prob_path) == os.path.abspath(output):
+            raise InputError("--prob must differ from the output path")
+    if options.window not in WINDOWS:
+        raise InputError(f"unknown blending window {options.window!r}; use one of {', '.join(WINDOWS)}")
+    if options.batch_size < 1:
+        raise InputError(f"--batch-size must be >= 1, got {options.batch_size}")
+    if options.min_area_m2 < 0 or options.simplify_m < 0:
+        raise InputError("--min-area and --simplify must be >= 0")
+    if options.threshold is not None and not 0.0 <= options.threshold < 1.0:
+        raise InputError(f"--threshold must be in [0, 1), got {options.threshold}")
+    if options.tile is not None:
+        validate_tiling(options.tile, options.overlap if options.overlap is not None else 0)
+    if options.dst_crs:
+        parse_crs(options.dst_crs)
+    if options.aoi and not os.path.exists(options.aoi):
+        raise InputError(f"--aoi file not found: {options.aoi}")
+    return open_scene(scene, options.bands, options.assume_crs, needed_bands=needed_bands)
+
+
 def work_dir_for(output: str) -> str:
     folder, name = os.path.split(os.path.abspath(output))
     return os.path.join(folder, f".{name}.rrsis-work")
 
 
-def segment_scene(
+# GDAL's block cache defaults to 5% of RAM and fills up as a long run reads and writes; a fixed
+# cap keeps peak memory independent of scene size. A user's own GDAL_CACHEMAX wins.
+GDAL_CACHE_MB = 64
+
+
+def segment_scene(*args, **kwargs) -> SegmentResult:
+    """Run the whole pipeline; see :func:`_segment_scene` for the arguments."""
+    env = {} if "GDAL_CACHEMAX" in os.environ else {"GDAL_CACHEMAX": GDAL_CACHE_MB}
+    with rasterio.Env(**env):
+        return _segment_scene(*args, **kwargs)
+
+
+def _segment_scene(
     scene: str | os.PathLike,
     expression: str,
     output: str | os.PathLike,
@@ -119,28 +160,14 @@ def segment_scene(
     t_start = time.perf_counter()
     emit = progress or (lambda event: None)
     output = os.fspath(output)
-    expression = check_expression(expression)
-    out.check_vector_output(output, options.overwrite)
-    if options.prob_path:
-        out.check_raster_output(options.prob_path, options.overwrite)
-        if os.path.abspath(options.prob_path) == os.path.abspath(output):
-            raise InputError("--prob must differ from the output path")
-    if options.window not in WINDOWS:
-        raise InputError(f"unknown blending window {options.window!r}; use one of {', '.join(WINDOWS)}")
-    if options.batch_size < 1:
-        raise InputError(f"--batch-size must be >= 1, got {options.batch_size}")
-    if options.min_area_m2 < 0 or options.simplify_m < 0:
-        raise InputError("--min-area and --simplify must be >= 0")
     minfo = predictor.info
+    info = preflight(scene, expression, output, options, needed_bands=minfo.bands)
+    expression = check_expression(expression)
     threshold = minfo.threshold if options.threshold is None else float(options.threshold)
-    if not 0.0 <= threshold < 1.0:
-        raise InputError(f"--threshold must be in [0, 1), got {threshold}")
     tile = options.tile or minfo.input_size
     overlap = options.overlap if options.overlap is not None else tile // 8
     validate_tiling(tile, overlap)
     dst_crs = parse_crs(options.dst_crs) if options.dst_crs else None
-
-    info = open_scene(scene, options.bands, options.assume_crs, needed_bands=minfo.bands)
     if len(minfo.mean) not in (1, minfo.bands):
         raise ModelError(f"model {minfo.model_id} has {len(minfo.mean)} mean values for {minfo.bands} bands")
     aoi_fn = _aoi_mask_fn(options.aoi, info) if options.aoi else None
@@ -218,15 +245,8 @@ def _predict(info, tiles, row_starts, tile, margin, options, minfo, scaling, aoi
     todo = [t for t in tiles if t.row >= first_row]
     # Tile rows from first_row on are predicted again; forget their stats from the last attempt.
     state["tile_stats"] = [s for s in state["tile_stats"] if s["row"] < first_row]
-    prob_path = os.path.join(work, "prob.tif")
-
-    def sink(y0: int, prob: np.ndarray, _w: np.ndarray) -> None:
-        with rasterio.open(prob_path, "r+") as dst:
-            dst.write(prob, 1, window=Window(0, y0, info.width, prob.shape[0]))
-        state["flushed_rows"] = y0 + prob.shape[0]
-        _save_state(work, state)
-
-    acc = StripAccumulator(info.width, info.height, tile, sink, top=flushed)
+    writer = _StripWriter(os.path.join(work, "prob.tif"), info.width, work, state)
+    acc = StripAccumulator(info.width, info.height, tile, writer.put, top=flushed)
     weights_cache: dict[tuple, np.ndarray] = {}
     done_before = len(tiles) - len(todo)
     current_row = first_row
@@ -234,60 +254,106 @@ def _predict(info, tiles, row_starts, tile, margin, options, minfo, scaling, aoi
     prefetch = _Prefetcher(reader, todo, options.batch_size, options.prefetch)
     processed = 0
     try:
-        for batch in prefetch:
+        for items, stack in prefetch:
             if should_cancel is not None and should_cancel():
                 raise KeyboardInterrupt
-            run = [item for item in batch if item[1] is not None]
             probs = None
-            if run:
-                stack = np.stack([img for _, img, _ in run])
+            if len(stack):
                 probs = np.asarray(predictor.predict(stack, encoded), dtype=np.float32)
-                if probs.shape != (len(run), tile, tile):
+                if probs.shape != (len(stack), tile, tile):
                     raise ModelError(
-                        f"model returned probabilities of shape {probs.shape}, expected {(len(run), tile, tile)}"
+                        f"model returned probabilities of shape {probs.shape}, expected {(len(stack), tile, tile)}"
                     )
-            k = 0
-            for t, img, valid in batch:
+            for t, k, valid in items:
                 while t.row > current_row:
                     acc.flush(rows_final_after(row_starts, info.height, current_row))
                     current_row += 1
-                if img is None:
+                if k is None:
                     counts["skipped"] += 1
                     continue
-                p = probs[k]
-                k += 1
                 key = (t.overlap_top, t.overlap_bottom, t.overlap_left, t.overlap_right)
                 w = weights_cache.get(key)
                 if w is None:
                     w = weights_cache[key] = tile_weights(t, margin, options.window)
-                acc.add(t, p, w * valid)
+                full = valid is True
+                acc.add(t, probs[k], w if full else w * valid)
                 counts["predicted"] += 1
-                state["tile_stats"].append(_tile_stats(t, p, valid, threshold))
-            processed += len(batch)
+                state["tile_stats"].append(_tile_stats(t, probs[k], None if full else valid, threshold))
+            processed += len(items)
             done = done_before + processed
             emit({"event": "progress", "stage": "predict", "done": done, "total": len(tiles),
                   "percent": round(90.0 * done / len(tiles), 2)})
         while current_row < len(row_starts):
             acc.flush(rows_final_after(row_starts, info.height, current_row))
             current_row += 1
+        writer.close()
     finally:
+        writer.abort()
         prefetch.close()
         reader.close()
 
 
-def _tile_stats(t: Tile, prob: np.ndarray, valid: np.ndarray, threshold: float) -> dict:
-    v = prob[valid]
+def _tile_stats(t: Tile, prob: np.ndarray, valid: np.ndarray | None, threshold: float) -> dict:
+    v = prob if valid is None else prob[valid]
     return {"row": t.row, "col": t.col, "x": t.x, "y": t.y,
             "max": round(float(v.max()), 5) if v.size else 0.0,
-            "fg_fraction": round(float((v > threshold).mean()), 5) if v.size else 0.0}
+            "fg_fraction": round(float(np.count_nonzero(v > threshold)) / v.size, 5) if v.size else 0.0}
+
+
+class _StripWriter:
+    """Writes finished strips to the work raster in a background thread, then records progress.
+
+    The state file only ever claims rows whose data is already written and the dataset closed,
+    so a run killed at any moment resumes from a consistent point.
+    """
+
+    def __init__(self, path: str, width: int, work: str, state: dict):
+        self.path, self.width, self.work, self.state = path, width, work, state
+        self.q: queue.Queue = queue.Queue(maxsize=2)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def put(self, y0: int, prob: np.ndarray, _weights: np.ndarray) -> None:
+        if self.error is not None:
+            raise self.error
+        self.q.put((y0, prob, list(self.state["tile_stats"])))
+
+    def _run(self) -> None:
+        while True:
+            item = self.q.get()
+            if item is None:
+                return
+            if self.error is not None:
+                continue
+            y0, prob, stats = item
+            try:
+                with rasterio.open(self.path, "r+") as dst:
+                    dst.write(prob, 1, window=Window(0, y0, self.width, prob.shape[0]))
+                _save_state(self.work, {**self.state, "tile_stats": stats,
+                                        "flushed_rows": y0 + prob.shape[0]})
+            except BaseException as exc:  # reported to the producer on its next put/close
+                self.error = exc
+
+    def close(self) -> None:
+        self.q.put(None)
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+
+    def abort(self) -> None:
+        if self.thread.is_alive():
+            self.q.put(None)
+            self.thread.join()
 
 
 class _Prefetcher:
-    """Reads tiles in a background thread and yields batches of (tile, image|None, valid).
+    """Reads tiles in a background thread and yields ``(items, stack)`` batches.
 
-    A batch holds up to ``batch_size`` tiles with valid pixels; fully invalid tiles travel with
-    ``image=None`` so the consumer still sees every tile in order but never sends them to the
-    model.
+    ``stack`` is a float32 ``(n, bands, size, size)`` array of the tiles with valid pixels, read
+    straight into place; ``items`` lists every tile in order as ``(tile, index in stack or None,
+    valid)`` where ``valid`` is ``True`` for a fully valid tile or its boolean mask. Fully
+    invalid tiles travel with index ``None`` and are never sent to the model.
     """
 
     def __init__(self, reader: TileReader, tiles: list[Tile], batch_size: int, depth: int):
@@ -307,27 +373,36 @@ class _Prefetcher:
 
     def _run(self, reader, tiles, batch_size):
         try:
-            batch, n_run = [], 0
+            if not tiles:
+                self._put(None)
+                return
+            size, bands = tiles[0].size, len(reader.info.bands)
+            items, n = [], 0
+            stack = np.empty((batch_size, bands, size, size), dtype=np.float32)
             for t in tiles:
                 if self.stop.is_set():
                     return
-                img, valid = reader.read(t)
-                if valid.any():
-                    batch.append((t, img, valid))
-                    n_run += 1
+                _, valid = reader.read(t, out=stack[n])
+                if valid.all():
+                    items.append((t, n, True))
+                    n += 1
+                elif valid.any():
+                    items.append((t, n, valid))
+                    n += 1
                 else:
-                    batch.append((t, None, None))
-                if n_run >= batch_size:
-                    if not self._put(batch):
+                    items.append((t, None, None))
+                if n == batch_size:
+                    if not self._put((items, stack)):
                         return
-                    batch, n_run = [], 0
-            if batch and not self._put(batch):
+                    items, n = [], 0
+                    stack = np.empty_like(stack)
+            if items and not self._put((items, stack[:n])):
                 return
             self._put(None)
         except BaseException as exc:  # hand reader errors to the consumer
             self._put(exc)
 
-    def __iter__(self) -> Iterator[list]:
+    def __iter__(self) -> Iterator[tuple]:
         while True:
             item = self.q.get()
             if item is None:
@@ -459,6 +534,8 @@ def _write_prob_cog(src_path: str, target: str) -> out.PendingFile:
 
 
 def _versions() -> dict:
+    import sys
+
     import geopandas
     import pyproj
     import shapely
@@ -467,12 +544,8 @@ def _versions() -> dict:
          "rasterio": rasterio.__version__, "gdal": rasterio.__gdal_version__,
          "shapely": shapely.__version__, "geopandas": geopandas.__version__,
          "pyproj": pyproj.__version__}
-    try:
-        import torch
-
-        v["torch"] = torch.__version__
-    except ImportError:
-        pass
+    if "torch" in sys.modules:  # recorded when a torch model ran; never imported just for this
+        v["torch"] = sys.modules["torch"].__version__
     return v
 
 
