@@ -212,7 +212,7 @@ def _popen_platform_kwargs() -> dict:
     return {"start_new_session": True}
 
 
-def stop_process(proc: subprocess.Popen, grace: float = 0.5) -> None:
+def stop_process(proc: subprocess.Popen, grace: float = 0.4) -> None:
     """Interrupt the process (SIGINT, so the CLI cleans up), then kill it after ``grace`` s."""
     if proc.poll() is not None:
         return
@@ -271,7 +271,7 @@ def run_cli(
     on_text: Callable[[str, str], None] = lambda stream, line: None,
     is_canceled: Callable[[], bool] = lambda: False,
     env: Optional[dict] = None,
-    grace: float = 0.5,
+    grace: float = 0.4,
     poll: float = 0.05,
 ) -> dict:
     """Run ``argv`` and return its ``done`` event.

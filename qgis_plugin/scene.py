@@ -49,6 +49,14 @@ def plain_file(layer):
     return path
 
 
+def file_has_crs(path):
+    """Whether the raster file itself carries a CRS (QGIS may show a default one for it)."""
+    from osgeo import gdal
+
+    dataset = gdal.Open(path)
+    return dataset is not None and dataset.GetSpatialRef() is not None
+
+
 def write_aoi(extent, crs, workdir, context):
     """Write ``extent`` (in ``crs``) as a one-polygon GeoPackage; return its path."""
     path = os.path.join(workdir, "aoi.gpkg")

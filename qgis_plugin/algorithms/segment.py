@@ -243,15 +243,19 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
         model = checkpoint or self.MODELS[self.parameterAsEnum(parameters, self.MODEL, context)]
         device = self.DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)]
         bands = self.parameterAsInts(parameters, self.BANDS, context) or None
-        extent = None
-        if parameters.get(self.EXTENT) not in (None, ""):
-            extent = self.parameterAsExtent(parameters, self.EXTENT, context, layer.crs())
         pixel_size = self._optional_number(parameters, self.PIXEL_SIZE, context)
-        assume_crs = None
+        assume_crs, scene_crs = None, layer.crs()
         if parameters.get(self.ASSUME_CRS) not in (None, ""):
             crs = self.parameterAsCrs(parameters, self.ASSUME_CRS, context)
             if crs.isValid():
                 assume_crs = crs.authid() or crs.toWkt()
+                # The command will place a file without a CRS in this one: so must the extent.
+                path = scene.plain_file(layer)
+                if not layer.crs().isValid() or (path and not scene.file_has_crs(path)):
+                    scene_crs = crs
+        extent = None
+        if parameters.get(self.EXTENT) not in (None, ""):
+            extent = self.parameterAsExtent(parameters, self.EXTENT, context, scene_crs)
 
         output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
         prob = ""
@@ -277,7 +281,7 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
             scene_path, aoi = scene.plain_file(layer), None
             if scene_path and pixel_size is None:
                 if extent is not None:
-                    aoi = scene.write_aoi(extent, layer.crs(), workdir, context)
+                    aoi = scene.write_aoi(extent, scene_crs, workdir, context)
             else:
                 scene_path = scene.export_scene(layer, extent, pixel_size, workdir, context, feedback)
             if feedback.isCanceled():

@@ -31,6 +31,8 @@ pytestmark = [pytest.mark.qgis, pytest.mark.slow]
 
 TINY, CPU = 2, 1  # enum indices of btdnet-tiny and cpu
 TILE = 256
+#: The no-CRS crop has its origin at (0, 0) with 5 m pixels: its top-left 120 x 100 pixels.
+NO_CRS_AOI = (0.0, 600.0, -500.0, 0.0)  # xmin, xmax, ymin, ymax
 
 
 @pytest.fixture(scope="module")
@@ -51,8 +53,6 @@ def no_crs_scene(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def real_runs(qgis_available, plugin_zip, real_rrsis, no_crs_scene, tmp_path_factory):
-    import rasterio
-
     base = tmp_path_factory.mktemp("qgis-real")
     profile = make_profile(base, plugin_zip)
     dirs = {}
@@ -62,9 +62,6 @@ def real_runs(qgis_available, plugin_zip, real_rrsis, no_crs_scene, tmp_path_fac
         dirs[name].mkdir()
         return dirs[name]
 
-    with rasterio.open(SAMPLE) as src:
-        left, top, res = src.bounds.left, src.bounds.top, src.res[0]
-    clip = (left, left + 300 * res, top - 300 * res, top)
     base_params = {"INPUT": str(SAMPLE), "MODEL": TINY, "DEVICE": CPU, "TILE": TILE}
     scenarios = [
         {
@@ -77,10 +74,13 @@ def real_runs(qgis_available, plugin_zip, real_rrsis, no_crs_scene, tmp_path_fac
                        "PROB": "TEMPORARY_OUTPUT"},
         },
         {
-            "name": "converted",
+            # Three things in one small run: a file without CRS used through Assume CRS, an
+            # Extent passed as an AOI in that CRS, and an output format the CLI does not write.
+            "name": "assumed_crs_aoi_converted",
             "setting": real_rrsis,
-            "params": {**base_params, "EXPRESSION": "the road",
-                       "EXTENT": "{},{},{},{} [EPSG:26914]".format(*clip),
+            "params": {**base_params, "INPUT": str(no_crs_scene), "EXPRESSION": "the road",
+                       "ASSUME_CRS": "EPSG:32614",
+                       "EXTENT": "{},{},{},{} [EPSG:32614]".format(*NO_CRS_AOI),
                        "OUTPUT": str(out_dir("converted") / "roads.gml")},
         },
         {
@@ -103,17 +103,9 @@ def real_runs(qgis_available, plugin_zip, real_rrsis, no_crs_scene, tmp_path_fac
             "params": {**base_params, "INPUT": str(no_crs_scene), "EXPRESSION": "the lake",
                        "OUTPUT": str(out_dir("no_crs") / "x.gpkg")},
         },
-        {
-            "name": "no_crs_assumed",
-            "setting": real_rrsis,
-            "params": {**base_params, "INPUT": str(no_crs_scene), "EXPRESSION": "the lake",
-                       "ASSUME_CRS": "EPSG:32614",
-                       "OUTPUT": str(out_dir("no_crs_assumed") / "x.gpkg")},
-        },
     ]
     records = run_driver(profile, scenarios, base)
-    return {"runs": records["scenarios"], "dirs": dirs, "base": base,
-            "clip": (clip[0], clip[2], clip[1], clip[3])}
+    return {"runs": records["scenarios"], "dirs": dirs, "base": base}
 
 
 def test_processing_run_writes_a_valid_layer_in_the_raster_crs(real_runs):
@@ -152,24 +144,26 @@ def test_results_are_loaded_and_styled(real_runs):
     assert loaded["rrsis probability: the largest lake"]["renderer"] == "singlebandpseudocolor"
 
 
-def test_other_ogr_formats_are_converted_with_attributes(real_runs):
-    """GML is not a format the CLI writes: the plugin converts it (two files, moved into place
-    together). The Extent was passed as an AOI: features lie inside it and name the file."""
+def test_assume_crs_extent_and_format_conversion(real_runs, no_crs_scene):
+    """The no-CRS file is used in the assumed CRS; the Extent (an AOI in that CRS) bounds the
+    features, which name the file itself as source; GML is not a format the CLI writes, so the
+    plugin converts it (two files, moved into place together)."""
     import geopandas as gpd
     from shapely.geometry import box
 
-    run = real_runs["runs"]["converted"]
+    run = real_runs["runs"]["assumed_crs_aoi_converted"]
     assert run["ok"], run
     out = run["output"]
-    assert out["valid"] and out["crs"] == "EPSG:26914"
+    assert out["valid"] and out["crs"] == "EPSG:32614"
     assert set(DOCUMENTED_FIELDS) <= set(out["fields"])
     names = sorted(os.listdir(real_runs["dirs"]["converted"]))
     assert names == ["roads.gml", "roads.gml.manifest.json", "roads.xsd"]
     frame = gpd.read_file(real_runs["dirs"]["converted"] / "roads.gml")
     assert len(frame) == run["results"]["FEATURES"]
     if len(frame):
-        assert frame.geometry.within(box(*real_runs["clip"]).buffer(1.0)).all()
-        assert set(frame["source"]) == {str(SAMPLE)}
+        xmin, xmax, ymin, ymax = NO_CRS_AOI
+        assert frame.geometry.within(box(xmin, ymin, xmax, ymax).buffer(1.0)).all()
+        assert set(frame["source"]) == {str(no_crs_scene)}
 
 
 def test_cancelled_real_run_stops_quickly_and_leaves_nothing(real_runs):
@@ -200,11 +194,6 @@ def test_cli_error_message_reaches_qgis(real_runs, real_rrsis, no_crs_scene, tmp
         assert "'Assume CRS' parameter" in run["error"]
     assert os.listdir(real_runs["dirs"][name]) == []
 
-
-def test_assume_crs_makes_a_raster_without_crs_usable(real_runs):
-    run = real_runs["runs"]["no_crs_assumed"]
-    assert run["ok"], run
-    assert run["output"]["valid"] and run["output"]["crs"] == "EPSG:32614"
 
 
 # ------------------------------------------------------------------ qgis_process
@@ -244,12 +233,17 @@ def test_qgis_process_runs_the_algorithm_and_returns_json(qgis_available, plugin
                              env=env, timeout=120)
     assert setting.returncode == 0, setting.stderr
 
+    import rasterio
+
+    with rasterio.open(SAMPLE) as src:  # the top-left 200 x 200 pixels: one tile to predict
+        left, top, res = src.bounds.left, src.bounds.top, src.res[0]
+    extent = f"{left},{left + 200 * res},{top - 200 * res},{top} [EPSG:26914]"
     out = tmp_path / "out" / "lakes.geojson"
     out.parent.mkdir()
     proc = subprocess.run(
         [QGIS_PROCESS, "--json", "run", "rrsis:segment", "--",
          f"INPUT={SAMPLE}", "EXPRESSION=the lake", f"MODEL={TINY}", f"DEVICE={CPU}",
-         f"TILE={TILE}", f"OUTPUT={out}"],
+         f"TILE={TILE}", f"EXTENT={extent}", f"OUTPUT={out}"],
         capture_output=True, text=True, env=env, timeout=600,
     )
     assert proc.returncode == 0, (proc.stdout[-3000:], proc.stderr[-3000:])

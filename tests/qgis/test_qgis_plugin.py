@@ -162,6 +162,12 @@ def fake_runs(qgis_available, plugin_zip, tmp_path_factory):
         left, top, res = src.bounds.left, src.bounds.top, src.res[0]
     clip = (left + 30 * res + 2, left + 130 * res - 2, top - 90 * res + 2, top - 30 * res - 2)
     extent = "{},{},{},{} [EPSG:26914]".format(*clip)
+    no_crs = base / "no_crs.tif"
+    with rasterio.open(SAMPLE) as src:
+        meta = src.profile.copy()
+        meta.update(width=64, height=64, crs=None, transform=rasterio.Affine(5, 0, 0, 0, -5, 0))
+        with rasterio.open(no_crs, "w", **meta) as dst:
+            dst.write(src.read(window=((0, 64), (0, 64))))
     zipped = base / "scene.zip"
     with zipfile.ZipFile(zipped, "w") as zf:
         zf.write(SAMPLE, "naip.tif")
@@ -173,6 +179,15 @@ def fake_runs(qgis_available, plugin_zip, tmp_path_factory):
                     "FAKE_RRSIS_COPY_AOI": str(base / "aoi.gpkg")},
             "params": {"INPUT": str(SAMPLE), "EXPRESSION": "the lake", "EXTENT": extent,
                        "OUTPUT": str(out_dir("file_extent_aoi") / "x.geojson")},
+        },
+        {
+            "name": "no_crs_assumed_aoi",
+            "setting": str(fake),
+            "env": {**common_env, "FAKE_RRSIS_ARGV": str(base / "argv_no_crs.json"),
+                    "FAKE_RRSIS_COPY_AOI": str(base / "aoi_no_crs.gpkg")},
+            "params": {"INPUT": str(no_crs), "EXPRESSION": "the lake", "ASSUME_CRS": "EPSG:32614",
+                       "EXTENT": "0,200,-100,0 [EPSG:32614]",
+                       "OUTPUT": str(out_dir("no_crs_assumed_aoi") / "x.geojson")},
         },
         {
             "name": "zipped_exported",
@@ -333,6 +348,18 @@ def test_file_layer_with_extent_is_read_in_place_with_an_aoi(fake_runs):
         left, top, res = src.bounds.left, src.bounds.top, src.res[0]
     assert tuple(aoi.total_bounds) == pytest.approx(
         (left + 30 * res + 2, top - 90 * res + 2, left + 130 * res - 2, top - 30 * res - 2))
+
+
+def test_extent_on_a_file_without_crs_is_in_the_assumed_crs(fake_runs):
+    import geopandas as gpd
+
+    run = fake_runs["runs"]["no_crs_assumed_aoi"]
+    assert run["ok"], run
+    argv = json.loads((fake_runs["base"] / "argv_no_crs.json").read_text())
+    assert argv[argv.index("--assume-crs") + 1] == "EPSG:32614"
+    aoi = gpd.read_file(fake_runs["base"] / "aoi_no_crs.gpkg")
+    assert aoi.crs.to_epsg() == 32614
+    assert tuple(aoi.total_bounds) == pytest.approx((0, -100, 200, 0))
 
 
 def test_non_file_gdal_layer_is_exported_on_its_own_pixel_grid(fake_runs):
