@@ -47,10 +47,9 @@ class Reporter:
             for other in self.bars.values():
                 other.close()
             unit = "tile" if stage == "predict" else "strip"
-            bar = self.bars[stage] = tqdm(total=event["total"], desc=stage, unit=unit,
-                                          file=sys.stderr, dynamic_ncols=True)
-        bar.n = event["done"]
-        bar.refresh()
+            bar = self.bars[stage] = tqdm(total=event["total"], initial=event["done"], desc=stage,
+                                          unit=unit, file=sys.stderr, dynamic_ncols=True)
+        bar.update(event["done"] - bar.n)
 
     def close(self) -> None:
         for bar in self.bars.values():

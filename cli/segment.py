@@ -43,6 +43,8 @@ DEFAULT_MODEL = "btdnet-lite"
 @click.option("--dst-crs", default=None, metavar="CRS", help="Reproject the polygons (default: the raster's CRS).")
 @click.option("--prob", "prob_path", default=None, type=click.Path(dir_okay=False),
               help="Also write the probability raster (Cloud-Optimized GeoTIFF).")
+@click.option("--preview", "preview_path", default=None, type=click.Path(dir_okay=False),
+              help="Also write a PNG of the polygons drawn over the scene.")
 @click.option("--aoi", default=None, type=click.Path(dir_okay=False),
               help="Only look inside these polygons (any vector file).")
 @click.option("--window", type=click.Choice(["cosine", "linear", "flat"]), default="cosine",
@@ -52,9 +54,7 @@ DEFAULT_MODEL = "btdnet-lite"
 @overwrite_opt
 @progress_opt
 @verbosity_opts
-def segment(scene, expression, output, model, bands, tile, overlap, batch_size, device, threshold,
-            min_area, simplify, dst_crs, prob_path, aoi, window, no_resume, assume_crs, overwrite,
-            progress, verbose, quiet):
+def segment(scene, expression, output, model, device, progress, verbose, quiet, **opts):
     """Find the object EXPRESSION describes in SCENE (a GeoTIFF) and write its polygons.
 
     \b
@@ -69,9 +69,7 @@ def segment(scene, expression, output, model, bands, tile, overlap, batch_size, 
     # A terminate from a parent process (the QGIS plugin) cancels like Ctrl-C.
     signal.signal(signal.SIGTERM, _interrupt)
     try:
-        result = _run(scene, expression, output, model, bands, tile, overlap, batch_size, device,
-                      threshold, min_area, simplify, dst_crs, prob_path, aoi, window, no_resume,
-                      assume_crs, overwrite, reporter)
+        result = _run(scene, expression, output, model, device, reporter, opts)
     except RrsisError as exc:
         reporter.error(str(exc), exc.exit_code)
         raise
@@ -92,17 +90,13 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
-def _run(scene, expression, output, model, bands, tile, overlap, batch_size, device, threshold,
-         min_area, simplify, dst_crs, prob_path, aoi, window, no_resume, assume_crs, overwrite,
-         reporter):
+def _run(scene, expression, output, model, device, reporter, opts):
     from rrsis_geo.engine.raster import parse_bands
     from rrsis_geo.engine.segment import SegmentOptions, preflight, segment_scene
 
     options = SegmentOptions(
-        tile=tile, overlap=overlap, batch_size=batch_size, threshold=threshold,
-        bands=parse_bands(bands), min_area_m2=min_area, simplify_m=simplify, dst_crs=dst_crs,
-        prob_path=prob_path, overwrite=overwrite, window=window, assume_crs=assume_crs, aoi=aoi,
-        resume=not no_resume,
+        bands=parse_bands(opts.pop("bands")), min_area_m2=opts.pop("min_area"),
+        simplify_m=opts.pop("simplify"), resume=not opts.pop("no_resume"), **opts,
     )
     preflight(scene, expression, output, options)  # bad input fails before a model is built
 

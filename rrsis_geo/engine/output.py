@@ -56,13 +56,13 @@ def check_vector_output(path: str, overwrite: bool) -> str:
             f"unknown output format {ext or '(no extension)'!r} for {path}; "
             f"use one of {', '.join(VECTOR_FORMATS)}"
         )
-    _check_target(path, overwrite)
+    check_target(path, overwrite)
     if ext == ".shp" and not overwrite:
         for side in SHAPEFILE_SIDECARS:
             other = os.path.splitext(path)[0] + side
             if os.path.exists(other):
                 raise OutputError(f"{other} already exists; use --overwrite to replace it")
-    _check_target(manifest_path(path), overwrite)
+    check_target(manifest_path(path), overwrite)
     return ext
 
 
@@ -70,10 +70,10 @@ def check_raster_output(path: str, overwrite: bool) -> None:
     ext = os.path.splitext(path)[1].lower()
     if ext not in RASTER_EXTENSIONS:
         raise OutputError(f"the probability raster must be a GeoTIFF (.tif), got {path}")
-    _check_target(path, overwrite)
+    check_target(path, overwrite)
 
 
-def _check_target(path: str, overwrite: bool) -> None:
+def check_target(path: str, overwrite: bool) -> None:
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise OutputError(f"output folder does not exist: {folder}")

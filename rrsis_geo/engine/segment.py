@@ -47,7 +47,7 @@ from rrsis_geo.engine.raster import (
 )
 from rrsis_geo.engine.tiling import Tile, axis_plan, plan_tiles, rows_final_after, validate_tiling
 from rrsis_geo.engine.vectorize import SeamMerger, to_crs_geometry
-from rrsis_geo.errors import Cancelled, ExpressionError, InputError, ModelError
+from rrsis_geo.errors import Cancelled, ExpressionError, InputError, ModelError, OutputError
 from rrsis_geo.predictor import Predictor
 
 Progress = Callable[[dict], None]
@@ -70,6 +70,7 @@ class SegmentOptions:
     simplify_m: float = 0.0
     dst_crs: str | None = None
     prob_path: str | None = None
+    preview_path: str | None = None
     overwrite: bool = False
     window: str = DEFAULT_WINDOW
     assume_crs: str | None = None
@@ -112,6 +113,10 @@ def preflight(scene, expression: str, output: str, options: SegmentOptions,
         out.check_raster_output(options.prob_path, options.overwrite)
         if os.path.abspath(options.prob_path) == os.path.abspath(output):
             raise InputError("--prob must differ from the output path")
+    if options.preview_path:
+        if os.path.splitext(options.preview_path)[1].lower() != ".png":
+            raise OutputError(f"--preview must be a .png file, got {options.preview_path}")
+        out.check_target(options.preview_path, options.overwrite)
     if options.window not in WINDOWS:
         raise InputError(f"unknown blending window {options.window!r}; use one of {', '.join(WINDOWS)}")
     if options.batch_size < 1:
@@ -215,6 +220,13 @@ def _segment_scene(
         pending.append(out.write_vector(frame, output))
         if options.prob_path:
             pending.append(_write_prob_cog(os.path.join(work, "prob.tif"), options.prob_path))
+        if options.preview_path:
+            from rrsis_geo.engine.preview import render_preview
+
+            n = len(frame)
+            title = f'"{expression}": {n} feature{"s" if n != 1 else ""} ({minfo.model_id})'
+            pending.append(render_preview(info.path, info.bands, frame.to_crs(info.crs) if dst_crs
+                                          else frame, options.preview_path, title))
         seconds = time.perf_counter() - t_start
         result = SegmentResult(
             output=os.path.abspath(output), manifest=os.path.abspath(out.manifest_path(output)),
@@ -253,6 +265,8 @@ def _predict(info, tiles, row_starts, tile, margin, options, minfo, scaling, aoi
     reader = TileReader(info, scaling, minfo.mean, minfo.std, aoi_fn)
     prefetch = _Prefetcher(reader, todo, options.batch_size, options.prefetch)
     processed = 0
+    emit({"event": "progress", "stage": "predict", "done": done_before, "total": len(tiles),
+          "percent": round(90.0 * done_before / len(tiles), 2)})
     try:
         for items, stack in prefetch:
             if should_cancel is not None and should_cancel():
@@ -441,6 +455,7 @@ def _vectorise(work, info: SceneInfo, threshold, options, minfo, expression, run
                 "geometry": geom,
             })
 
+    emit({"event": "progress", "stage": "vectorize", "done": 0, "total": n_strips, "percent": 90.0})
     with rasterio.open(os.path.join(work, "prob.tif")) as src:
         for i, y0 in enumerate(range(0, info.height, strip)):
             if should_cancel is not None and should_cancel():
@@ -565,7 +580,9 @@ def _manifest(result, info, expression, minfo, options, tile, overlap, margin, t
                        "blend_margin": margin, "threshold": threshold,
                        "dst_crs": dst_crs.to_string() if dst_crs else None},
         "normalisation": scaling.as_dict(),
-        "outputs": {"vector": result.output, "prob": result.prob, "crs":
+        "outputs": {"vector": result.output, "prob": result.prob,
+                    "preview": os.path.abspath(options.preview_path) if options.preview_path else None,
+                    "crs":
                     (dst_crs or info.crs).to_string()},
         "result": {"features": result.features, "tiles_total": result.tiles_total,
                    "tiles_predicted": result.tiles_predicted, "tiles_skipped": result.tiles_skipped,

