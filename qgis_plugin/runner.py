@@ -43,7 +43,7 @@ HOST_ONLY_ENV = (
 #: How long to keep reading output after the process has exited.
 DRAIN_SECONDS = 1.0
 
-SETTINGS_HINT = "Set it in Processing > Options > Providers > rrsis"
+SETTINGS_HINT = "Set it in Processing > Options > Providers > rrsis-geo > rrsis executable"
 
 
 class RrsisNotFound(Exception):
@@ -88,7 +88,8 @@ def resolve_command(setting: Optional[str], which: Callable[[str], Optional[str]
         if not found:
             raise RrsisNotFound(
                 "The rrsis command was not found on PATH. Install rrsis-geo in a Python "
-                f"environment, then set the path of its rrsis executable or environment. {SETTINGS_HINT}."
+                "environment and give the path of its rrsis executable, its Python or the "
+                f"environment folder. {SETTINGS_HINT}."
             )
         return [found]
 
@@ -138,6 +139,7 @@ class SegmentRequest:
     prob: Optional[str] = None
     aoi: Optional[str] = None
     assume_crs: Optional[str] = None
+    dst_crs: Optional[str] = None
     overwrite: bool = True
     extra: list = field(default_factory=list)
 
@@ -171,6 +173,8 @@ class SegmentRequest:
             out += ["--aoi", self.aoi]
         if self.assume_crs:
             out += ["--assume-crs", self.assume_crs]
+        if self.dst_crs:
+            out += ["--dst-crs", self.dst_crs]
         if self.overwrite:
             out.append("--overwrite")
         out += list(self.extra)

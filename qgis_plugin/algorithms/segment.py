@@ -41,7 +41,7 @@ HELP = """<p>Finds the object a sentence describes (e.g. <i>"the lake north of t
 in a raster and returns it as georeferenced polygons, using a BTDNet model through the
 <code>rrsis</code> command of rrsis-geo.</p>
 <p>The command runs in its own process (configure where it is in Processing &gt; Options &gt;
-Providers &gt; rrsis; empty means <code>rrsis</code> on PATH). Cancel stops it within a second;
+Providers &gt; rrsis-geo; empty means <code>rrsis</code> on PATH). Cancel stops it within a second;
 a failed or cancelled run leaves no output.</p>
 <p><i>Extent</i> limits the search to a rectangle (passed to the command as an area of
 interest; the raster file is read in place).</p>
@@ -49,7 +49,8 @@ interest; the raster file is read in place).</p>
 rasters) are exported to a temporary GeoTIFF first: of <i>Extent</i> (or the layer's full
 extent) at <i>Pixel size</i> (or the layer's native resolution). Web layers have neither, so
 set both; use "Calculate from Map Canvas Extent" for the current view.</p>
-<p>A raster file without a CRS is refused unless <i>Assume CRS</i> says which one it is in.</p>
+<p>A raster file without a CRS is refused unless <i>Assume CRS</i> says which one it is in.
+The polygons are in the raster's CRS unless <i>Output CRS</i> is set.</p>
 <p>Empty options use the model's defaults (tile size, overlap, threshold). <i>Minimum area</i>
 is in square metres and <i>Simplify</i> in metres, whatever the raster's CRS. The output is in
 the raster's CRS; each feature carries expression, score, area_m2, model_id, model_sha256,
@@ -72,6 +73,7 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
     EXTENT = "EXTENT"
     PIXEL_SIZE = "PIXEL_SIZE"
     ASSUME_CRS = "ASSUME_CRS"
+    DST_CRS = "DST_CRS"
     OUTPUT = "OUTPUT"
     PROB = "PROB"
     FEATURES = "FEATURES"
@@ -201,6 +203,11 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
                 self.tr("Assume CRS (for a raster file without one)"),
                 optional=True,
             ),
+            QgsProcessingParameterCrs(
+                self.DST_CRS,
+                self.tr("Output CRS (empty: the raster's)"),
+                optional=True,
+            ),
         ]
         for param in advanced:
             param.setFlags(param.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
@@ -253,6 +260,11 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
                 path = scene.plain_file(layer)
                 if not layer.crs().isValid() or (path and not scene.file_has_crs(path)):
                     scene_crs = crs
+        dst_crs = None
+        if parameters.get(self.DST_CRS) not in (None, ""):
+            crs = self.parameterAsCrs(parameters, self.DST_CRS, context)
+            if crs.isValid():
+                dst_crs = crs.authid() or crs.toWkt()
         extent = None
         if parameters.get(self.EXTENT) not in (None, ""):
             extent = self.parameterAsExtent(parameters, self.EXTENT, context, scene_crs)
@@ -303,6 +315,7 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
                 prob=prob or None,
                 aoi=aoi,
                 assume_crs=assume_crs,
+                dst_crs=dst_crs,
                 # QGIS already asked before replacing an existing destination.
                 overwrite=True,
             )

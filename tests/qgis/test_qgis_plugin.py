@@ -77,7 +77,7 @@ def fake_runs(qgis_available, plugin_zip, tmp_path_factory):
                 "INPUT": str(SAMPLE), "EXPRESSION": "-the lake north of the road",
                 "MODEL": 2, "BANDS": [3, 2, 1], "TILE": 256, "OVERLAP": 32, "BATCH_SIZE": 2,
                 "THRESHOLD": 0.3, "MIN_AREA": 50, "SIMPLIFY": 2.5, "DEVICE": 1,
-                "ASSUME_CRS": "EPSG:32614",
+                "ASSUME_CRS": "EPSG:32614", "DST_CRS": "EPSG:4326",
                 "OUTPUT": str(out_dir("ok_loaded") / "lakes.geojson"),
             },
         },
@@ -234,14 +234,14 @@ def test_parameters_reach_the_command(fake_runs):
     assert float(pairs["--threshold"]) == pytest.approx(0.3)
     assert float(pairs["--min-area"]) == 50 and float(pairs["--simplify"]) == 2.5
     assert pairs["--device"] == "cpu" and pairs["--progress"] == "json"
-    assert pairs["--assume-crs"] == "EPSG:32614"
+    assert pairs["--assume-crs"] == "EPSG:32614" and pairs["--dst-crs"] == "EPSG:4326"
 
     argv = json.loads((fake_runs["base"] / "argv_ckpt.json").read_text())
     pairs = dict(zip(argv[1::2], argv[2::2]))
     assert pairs["--model"].endswith("my-model.safetensors")
     assert pairs["--device"] == "auto"
     for unset in ("--bands", "--tile", "--overlap", "--threshold", "--min-area", "--simplify",
-                  "--prob", "--aoi", "--assume-crs"):
+                  "--prob", "--aoi", "--assume-crs", "--dst-crs"):
         assert unset not in argv
 
 
@@ -301,7 +301,7 @@ def test_missing_executable_says_what_to_set(fake_runs):
     run = fake_runs["runs"]["missing_setting_path"]
     assert run["error_type"] == "QgsProcessingException"
     assert "The rrsis executable does not exist: " + str(fake_runs["base"] / "gone" / "bin" / "rrsis") in run["error"]
-    assert "Processing > Options > Providers > rrsis" in run["error"]
+    assert "Processing > Options > Providers > rrsis-geo > rrsis executable" in run["error"]
     run = fake_runs["runs"]["missing_on_path"]
     assert run["error_type"] == "QgsProcessingException"
     assert "The rrsis command was not found on PATH" in run["error"]

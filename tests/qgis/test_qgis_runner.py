@@ -43,7 +43,7 @@ def test_resolve_empty_setting_uses_path():
 
 
 def test_resolve_empty_setting_not_on_path_says_where_to_set_it():
-    with pytest.raises(runner.RrsisNotFound, match="not found on PATH.*Processing > Options > Providers > rrsis"):
+    with pytest.raises(runner.RrsisNotFound, match="not found on PATH.*Processing > Options > Providers > rrsis-geo > rrsis executable"):
         runner.resolve_command("  ", which=lambda name: None)
 
 
@@ -88,6 +88,7 @@ def test_arguments_options_first_positionals_after_double_dash():
         scene="/d/scene.tif", expression="-the leftmost pond", output="/d/o.gpkg",
         model="btdnet-tiny", bands=[4, 3, 2], tile=256, overlap=32, batch_size=2,
         threshold=0.3, min_area=50, simplify=2.5, device="cpu", prob="/d/p.tif",
+        aoi="/t/aoi.gpkg", assume_crs="EPSG:32614", dst_crs="EPSG:4326",
     ).args()
     assert args[0] == "segment"
     assert args[-3:] == ["--", "/d/scene.tif", "-the leftmost pond"]
@@ -98,7 +99,8 @@ def test_arguments_options_first_positionals_after_double_dash():
     assert pairs["--tile"] == "256" and pairs["--overlap"] == "32" and pairs["--batch-size"] == "2"
     assert float(pairs["--threshold"]) == 0.3 and float(pairs["--min-area"]) == 50.0
     assert float(pairs["--simplify"]) == 2.5 and pairs["--device"] == "cpu"
-    assert pairs["--prob"] == "/d/p.tif"
+    assert pairs["--prob"] == "/d/p.tif" and pairs["--aoi"] == "/t/aoi.gpkg"
+    assert pairs["--assume-crs"] == "EPSG:32614" and pairs["--dst-crs"] == "EPSG:4326"
     assert "--overwrite" in flags
 
 
