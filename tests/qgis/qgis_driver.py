@@ -203,6 +203,11 @@ def main(scenarios_path, results_path):
     QgsProject.instance().removeAllMapLayers()
     qgis.utils.unloadPlugin(PLUGIN)
     records["unloaded"] = QgsApplication.processingRegistry().providerById("rrsis") is None
+    # QGIS's Python must never need the heavy stack: it only runs the command.
+    records["imported"] = sorted(
+        name for name in ("torch", "rrsis_geo", "cli", "transformers", "rasterio", "geopandas")
+        if name in sys.modules
+    )
     with open(results_path, "w") as fh:
         json.dump(records, fh, indent=1)
     app.exitQgis()

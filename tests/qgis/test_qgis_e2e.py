@@ -105,6 +105,7 @@ def real_runs(qgis_available, plugin_zip, real_rrsis, no_crs_scene, tmp_path_fac
         },
     ]
     records = run_driver(profile, scenarios, base)
+    assert records["imported"] == [], records["imported"]  # QGIS's Python never imports them
     return {"runs": records["scenarios"], "dirs": dirs, "base": base}
 
 

@@ -220,6 +220,7 @@ def test_plugin_loads_like_qgis_loads_it(fake_runs):
         assert name in plugin["parameters"]
     assert {"OUTPUT", "PROB", "FEATURES", "MANIFEST", "RUN_ID"} <= set(plugin["outputs"])
     assert fake_runs["records"]["unloaded"] is True
+    assert fake_runs["records"]["imported"] == []  # no torch, rrsis_geo, ... in QGIS's Python
 
 
 def test_parameters_reach_the_command(fake_runs):
