@@ -24,6 +24,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 from qgis.core import (  # noqa: E402
     QgsApplication,
+    QgsProcessingAlgorithm,
     QgsProcessingFeedback,
     QgsProject,
     QgsRasterLayer,
@@ -191,6 +192,8 @@ def main(scenarios_path, results_path):
             "module": qgis.utils.plugins[PLUGIN].__class__.__module__,
             "parameters": [d.name() for d in alg.parameterDefinitions()],
             "outputs": [d.name() for d in alg.outputDefinitions()],
+            # Runs in a background task in the desktop (never on the GUI thread).
+            "threaded": not (alg.flags() & QgsProcessingAlgorithm.FlagNoThreading),
             "provider_setting": "RRSIS_EXECUTABLE"
             in __import__("processing.core.ProcessingConfig", fromlist=["x"]).ProcessingConfig.settings,
         },

@@ -215,6 +215,7 @@ def test_plugin_loads_like_qgis_loads_it(fake_runs):
     plugin = fake_runs["records"]["plugin"]
     assert plugin["module"] == "rrsis_geo_qgis.plugin"
     assert plugin["provider_setting"] is True
+    assert plugin["threaded"] is True
     for name in ["INPUT", "EXPRESSION", "MODEL", "CHECKPOINT", "BANDS", "TILE", "OVERLAP",
                  "THRESHOLD", "MIN_AREA", "SIMPLIFY", "DEVICE", "OUTPUT", "PROB"]:
         assert name in plugin["parameters"]
