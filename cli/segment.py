@@ -49,6 +49,9 @@ DEFAULT_MODEL = "btdnet-lite"
               help="Only look inside these polygons (any vector file).")
 @click.option("--window", type=click.Choice(["cosine", "linear", "flat"]), default="cosine",
               show_default=True, help="Blending window in tile overlaps.")
+@click.option("--whole-scene", is_flag=True,
+              help="Resample the whole scene to the model's input and predict once (for scenes of "
+              "about one tile, where positions like 'north-west' refer to the whole scene).")
 @click.option("--no-resume", is_flag=True, help="Start afresh even if an interrupted run of the same job exists.")
 @assume_crs_opt
 @overwrite_opt
@@ -98,7 +101,8 @@ def _run(scene, expression, output, model, device, reporter, opts):
         bands=parse_bands(opts.pop("bands")), min_area_m2=opts.pop("min_area"),
         simplify_m=opts.pop("simplify"), resume=not opts.pop("no_resume"), **opts,
     )
-    preflight(scene, expression, output, options)  # bad input fails before a model is built
+    # Bad input fails before a model is built; the band count is checked once the model is known.
+    preflight(scene, expression, output, options, needed_bands=None)
 
     from rrsis_geo.models import load_predictor
 

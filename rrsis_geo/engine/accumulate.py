@@ -28,6 +28,7 @@ class StripAccumulator:
         self.top = top  # first scene row held in the buffer (everything above is flushed)
         self.wsum = np.zeros((self.cap, width), dtype=np.float32)
         self.psum = np.zeros((self.cap, width), dtype=np.float32)
+        self._tmp = np.empty((tile, tile), dtype=np.float32)
 
     def add(self, tile: Tile, prob: np.ndarray, weight: np.ndarray) -> None:
         """Add one tile's probabilities with its blending weights (0 where invalid)."""
@@ -43,7 +44,9 @@ class StripAccumulator:
         p = prob[ty0 : ty0 + (y1 - y0), : x1 - tile.x]
         b0, b1 = y0 - self.top, y1 - self.top
         self.wsum[b0:b1, tile.x : x1] += w
-        self.psum[b0:b1, tile.x : x1] += w * p
+        tmp = self._tmp[: w.shape[0], : w.shape[1]]
+        np.multiply(w, p, out=tmp)
+        self.psum[b0:b1, tile.x : x1] += tmp
 
     def flush(self, until: int) -> None:
         """Emit final rows ``[top, until)`` to the sink and slide the buffer down."""
@@ -58,7 +61,7 @@ class StripAccumulator:
         # Move the unflushed rows to the front of fresh (lazily zeroed) buffers.
         for name in ("wsum", "psum"):
             old = getattr(self, name)
-            new = np.zeros_like(old)
+            new = np.zeros(old.shape, dtype=old.dtype)  # calloc: zero pages come for free
             new[: self.cap - n] = old[n:]
             setattr(self, name, new)
         self.top = until

@@ -84,13 +84,14 @@ def parse_bands(text: str | None) -> tuple[int, ...] | None:
 
 
 def choose_bands(count: int, color_interp: tuple[str, ...], bands: tuple[int, ...] | None,
-                 needed: int = 3) -> tuple[int, ...]:
+                 needed: int | None = 3) -> tuple[int, ...]:
     """The 1-based band numbers that feed the model.
 
-    Default: the first three non-alpha bands; a single-band raster is repeated as grey.
+    Default: the first ``needed`` non-alpha bands; a single-band raster is repeated as grey.
+    ``needed=None`` (the model is not known yet) checks only that given bands exist.
     """
     if bands is not None:
-        if len(bands) != needed:
+        if needed is not None and len(bands) != needed:
             raise RasterError(
                 f"--bands must name exactly {needed} bands for this model, got {len(bands)} "
                 f"({','.join(map(str, bands))})"
@@ -102,6 +103,7 @@ def choose_bands(count: int, color_interp: tuple[str, ...], bands: tuple[int, ..
                 f"(the raster has {count} band{'s' if count != 1 else ''}, numbered 1..{count})"
             )
         return bands
+    needed = 3 if needed is None else needed
     usable = [i + 1 for i in range(count) if color_interp[i] != "alpha"]
     if len(usable) >= needed:
         return tuple(usable[:needed])
@@ -116,7 +118,7 @@ def open_scene(
     path: str | os.PathLike,
     bands: tuple[int, ...] | None = None,
     assume_crs: str | None = None,
-    needed_bands: int = 3,
+    needed_bands: int | None = 3,
 ) -> SceneInfo:
     """Open and validate ``path``; return its :class:`SceneInfo` or raise :class:`RasterError`."""
     path = os.fspath(path)
@@ -274,6 +276,7 @@ class TileReader:
         self.mean = np.broadcast_to(mean, (n,))
         self.std = np.broadcast_to(std, (n,))
         self.aoi_mask_fn = aoi_mask_fn
+        self._strip = None  # (y0, y1, raw rows, valid rows or None)
         dtype = np.dtype(info.dtype)
         self.is_float = dtype.kind == "f"
         # Masks need reading unless GDAL says every pixel of the chosen bands is valid.
@@ -294,23 +297,35 @@ class TileReader:
     def close(self) -> None:
         self.ds.close()
 
+    def _load_strip(self, y0: int, y1: int) -> None:
+        """Read scene rows ``[y0, y1)`` at full width (one read per tile row: far cheaper than
+        separate unaligned windows) with their validity."""
+        window = Window(0, y0, self.info.width, y1 - y0)
+        raw = self.ds.read(self.unique, window=window)
+        if self.all_valid and not self.is_float:
+            valid = None  # every pixel valid
+        else:
+            valid = valid_mask(self.ds, tuple(self.unique), window, raw)
+        if self.aoi_mask_fn is not None:
+            aoi = self.aoi_mask_fn(window)
+            valid = aoi if valid is None else valid & aoi
+        self._strip = (y0, y1, raw, valid)
+
     def read(self, tile: Tile, out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(image float32 (bands, size, size), valid bool (size, size)); padding is invalid.
 
-        ``out`` may be a preallocated ``(bands, size, size)`` float32 array to fill.
+        ``out`` may be a preallocated ``(bands, size, size)`` float32 array to fill. Tiles of one
+        tile row share a cached full-width strip.
         """
         info = self.info
         y0, x0 = tile.y, tile.x
-        h = min(tile.y_end, info.height) - y0
-        w = min(tile.x_end, info.width) - x0
-        window = Window(x0, y0, w, h)
-        raw = self.ds.read(self.unique, window=window)
-        if self.all_valid and not self.is_float:
-            valid_in = np.ones((h, w), dtype=bool)
-        else:
-            valid_in = valid_mask(self.ds, tuple(self.unique), window, raw)
-        if self.aoi_mask_fn is not None:
-            valid_in &= self.aoi_mask_fn(window)
+        y1 = min(tile.y_end, info.height)
+        h, w = y1 - y0, min(tile.x_end, info.width) - x0
+        if self._strip is None or self._strip[0] != y0 or self._strip[1] != y1:
+            self._load_strip(y0, y1)
+        _, _, strip_raw, strip_valid = self._strip
+        raw = strip_raw[:, :, x0 : x0 + w]
+        valid_in = np.ones((h, w), dtype=bool) if strip_valid is None else strip_valid[:, x0 : x0 + w]
         img = out if out is not None else np.empty((len(info.bands), tile.size, tile.size), np.float32)
         valid = np.zeros((tile.size, tile.size), dtype=bool)
         if h < tile.size or w < tile.size:
@@ -318,11 +333,27 @@ class TileReader:
         if valid_in.any():
             for i, j in enumerate(self.index):
                 if self.luts is not None:
-                    np.take(self.luts[i], raw[j].astype(np.int32) + self.lut_offset
-                            if self.lut_offset else raw[j], out=img[i, :h, :w])
+                    idx = raw[j].astype(np.int32) + self.lut_offset if self.lut_offset else raw[j]
+                    np.take(self.luts[i], idx, out=img[i, :h, :w])
                 else:
                     img[i, :h, :w] = self._normalise(raw[j].astype(np.float64), i)
             if not valid_in.all():
                 img[:, :h, :w][:, ~valid_in] = 0.0
             valid[:h, :w] = valid_in
         return img, valid
+
+    def valid_rows(self, y0: int, y1: int) -> np.ndarray:
+        """Validity of full scene rows ``[y0, y1)``."""
+        self._load_strip(y0, y1)
+        valid = self._strip[3]
+        return np.ones((y1 - y0, self.info.width), dtype=bool) if valid is None else valid
+
+    def read_resampled(self, size: int) -> np.ndarray:
+        """The whole scene resampled (bilinear) to ``size x size``, normalised: float32
+        ``(bands, size, size)``."""
+        raw = self.ds.read(self.unique, out_shape=(len(self.unique), size, size),
+                           resampling=Resampling.bilinear)
+        img = np.empty((len(self.info.bands), size, size), dtype=np.float32)
+        for i, j in enumerate(self.index):
+            img[i] = self._normalise(raw[j].astype(np.float64), i)
+        return img

@@ -25,7 +25,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import rasterio
@@ -47,6 +47,7 @@ from rrsis_geo.engine.raster import (
 )
 from rrsis_geo.engine.tiling import Tile, axis_plan, plan_tiles, rows_final_after, validate_tiling
 from rrsis_geo.engine.vectorize import SeamMerger, to_crs_geometry
+from rrsis_geo.engine.whole_scene import check_whole_scene, predict_whole_scene
 from rrsis_geo.errors import Cancelled, ExpressionError, InputError, ModelError, OutputError
 from rrsis_geo.predictor import Predictor
 
@@ -77,7 +78,9 @@ class SegmentOptions:
     aoi: str | None = None
     strip_rows: int = 1024
     resume: bool = True
+    whole_scene: bool = False
     prefetch: int = 2
+    readers: int = 2
 
 
 @dataclass
@@ -92,7 +95,6 @@ class SegmentResult:
     tiles_predicted: int
     tiles_skipped: int
     resumed_from_row: int = 0
-    stats: dict = field(default_factory=dict)
 
 
 def check_expression(expression: str) -> str:
@@ -102,10 +104,11 @@ def check_expression(expression: str) -> str:
 
 
 def preflight(scene, expression: str, output: str, options: SegmentOptions,
-              needed_bands: int = 3) -> SceneInfo:
+              needed_bands: int | None = 3) -> SceneInfo:
     """Every check that needs no model, so bad input fails before a model is built.
 
-    Returns the opened scene's :class:`SceneInfo`; raises an :class:`InputError` subclass.
+    ``needed_bands=None`` when the model is not known yet: given bands are only checked to
+    exist. Returns the opened scene's :class:`SceneInfo`; raises an :class:`InputError` subclass.
     """
     check_expression(expression)
     out.check_vector_output(os.fspath(output), options.overwrite)
@@ -167,6 +170,8 @@ def _segment_scene(
     output = os.fspath(output)
     minfo = predictor.info
     info = preflight(scene, expression, output, options, needed_bands=minfo.bands)
+    if options.whole_scene:
+        check_whole_scene(info, minfo.input_size)
     expression = check_expression(expression)
     threshold = minfo.threshold if options.threshold is None else float(options.threshold)
     tile = options.tile or minfo.input_size
@@ -179,7 +184,8 @@ def _segment_scene(
 
     with rasterio.open(info.path) as ds:
         scaling = scaling_from_model(minfo.extra, len(info.bands)) or compute_scaling(ds, info)
-    tiles = plan_tiles(info.width, info.height, tile, overlap)
+    tiles = ([Tile(0, 0, 0, 0, minfo.input_size, 0, 0, 0, 0)] if options.whole_scene
+             else plan_tiles(info.width, info.height, tile, overlap))
     row_starts = axis_plan(info.height, tile, overlap).starts
     margin = default_margin(overlap)
     run_id = uuid.uuid4().hex
@@ -203,7 +209,9 @@ def _segment_scene(
     counts = {"predicted": 0, "skipped": 0}
     try:
         encoded = predictor.encode_expression(expression)
-        if resumed_from < info.height:
+        if options.whole_scene:
+            _predict_whole(info, minfo, scaling, aoi_fn, predictor, encoded, work, state, counts, emit)
+        elif resumed_from < info.height:
             _predict(info, tiles, row_starts, tile, margin, options, minfo, scaling, aoi_fn,
                      predictor, encoded, work, state, counts, emit, should_cancel, threshold)
         features = _vectorise(work, info, threshold, options, minfo, expression, run_id, emit,
@@ -250,6 +258,21 @@ def _segment_scene(
 
 
 # --------------------------------------------------------------------------- predict phase
+def _predict_whole(info, minfo, scaling, aoi_fn, predictor, encoded, work, state, counts, emit):
+    emit({"event": "progress", "stage": "predict", "done": 0, "total": 1, "percent": 0.0})
+    reader = TileReader(info, scaling, minfo.mean, minfo.std, aoi_fn)
+    try:
+        prob = predict_whole_scene(info, reader, predictor, encoded, minfo.input_size)
+    finally:
+        reader.close()
+    with rasterio.open(os.path.join(work, "prob.tif"), "r+") as dst:
+        dst.write(prob, 1)
+    counts["predicted"] = 1
+    state["flushed_rows"] = info.height
+    _save_state(work, state)
+    emit({"event": "progress", "stage": "predict", "done": 1, "total": 1, "percent": 90.0})
+
+
 def _predict(info, tiles, row_starts, tile, margin, options, minfo, scaling, aoi_fn, predictor,
              encoded, work, state, counts, emit, should_cancel, threshold):
     flushed = int(state["flushed_rows"])
@@ -262,8 +285,8 @@ def _predict(info, tiles, row_starts, tile, margin, options, minfo, scaling, aoi
     weights_cache: dict[tuple, np.ndarray] = {}
     done_before = len(tiles) - len(todo)
     current_row = first_row
-    reader = TileReader(info, scaling, minfo.mean, minfo.std, aoi_fn)
-    prefetch = _Prefetcher(reader, todo, options.batch_size, options.prefetch)
+    prefetch = _Prefetcher(lambda: TileReader(info, scaling, minfo.mean, minfo.std, aoi_fn), todo,
+                           options.batch_size, options.prefetch, options.readers)
     processed = 0
     emit({"event": "progress", "stage": "predict", "done": done_before, "total": len(tiles),
           "percent": round(90.0 * done_before / len(tiles), 2)})
@@ -304,7 +327,6 @@ def _predict(info, tiles, row_starts, tile, margin, options, minfo, scaling, aoi
     finally:
         writer.abort()
         prefetch.close()
-        reader.close()
 
 
 def _tile_stats(t: Tile, prob: np.ndarray, valid: np.ndarray | None, threshold: float) -> dict:
@@ -362,72 +384,85 @@ class _StripWriter:
 
 
 class _Prefetcher:
-    """Reads tiles in a background thread and yields ``(items, stack)`` batches.
+    """Reads tiles in background threads and yields ``(items, stack)`` batches in plan order.
 
-    ``stack`` is a float32 ``(n, bands, size, size)`` array of the tiles with valid pixels, read
-    straight into place; ``items`` lists every tile in order as ``(tile, index in stack or None,
-    valid)`` where ``valid`` is ``True`` for a fully valid tile or its boolean mask. Fully
-    invalid tiles travel with index ``None`` and are never sent to the model.
+    Each tile row is cut into chunks of at most ``batch_size`` tiles; reader ``i`` (each with its
+    own dataset handle and strip cache) reads tile rows ``i, i + n, ...`` into its own queue, and
+    the consumer takes rows round-robin, so order is kept, every strip is read once, and
+    decompression runs in parallel. ``stack`` is a
+    float32 ``(n, bands, size, size)`` array of the chunk's tiles with valid pixels, read straight
+    into place; ``items`` lists every tile as ``(tile, index in stack or None, valid)`` where
+    ``valid`` is ``True`` for a fully valid tile or its boolean mask. Fully invalid tiles carry
+    index ``None`` and are never sent to the model.
     """
 
-    def __init__(self, reader: TileReader, tiles: list[Tile], batch_size: int, depth: int):
-        self.q: queue.Queue = queue.Queue(maxsize=max(depth, 1))
+    def __init__(self, make_reader, tiles: list[Tile], batch_size: int, depth: int, workers: int):
+        rows: dict[int, list[Tile]] = {}
+        for t in tiles:
+            rows.setdefault(t.row, []).append(t)
+        self.rows = [[r[i : i + batch_size] for i in range(0, len(r), batch_size)]
+                     for r in rows.values()]
+        workers = max(1, min(workers, len(self.rows)))
         self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, args=(reader, tiles, batch_size), daemon=True)
-        self.thread.start()
+        self.queues = [queue.Queue(maxsize=max(depth, 1)) for _ in range(workers)]
+        self.threads = [
+            threading.Thread(target=self._run, args=(make_reader, w, workers), daemon=True)
+            for w in range(workers)
+        ]
+        for t in self.threads:
+            t.start()
 
-    def _put(self, item) -> bool:
+    def _put(self, q: queue.Queue, item) -> bool:
         while not self.stop.is_set():
             try:
-                self.q.put(item, timeout=0.1)
+                q.put(item, timeout=0.1)
                 return True
             except queue.Full:
                 continue
         return False
 
-    def _run(self, reader, tiles, batch_size):
+    def _run(self, make_reader, w: int, workers: int):
+        q = self.queues[w]
+        reader = None
         try:
-            if not tiles:
-                self._put(None)
-                return
-            size, bands = tiles[0].size, len(reader.info.bands)
-            items, n = [], 0
-            stack = np.empty((batch_size, bands, size, size), dtype=np.float32)
-            for t in tiles:
+            reader = make_reader()
+            for chunk in (c for row in self.rows[w::workers] for c in row):
                 if self.stop.is_set():
                     return
-                _, valid = reader.read(t, out=stack[n])
-                if valid.all():
-                    items.append((t, n, True))
-                    n += 1
-                elif valid.any():
-                    items.append((t, n, valid))
-                    n += 1
-                else:
-                    items.append((t, None, None))
-                if n == batch_size:
-                    if not self._put((items, stack)):
-                        return
-                    items, n = [], 0
-                    stack = np.empty_like(stack)
-            if items and not self._put((items, stack[:n])):
-                return
-            self._put(None)
+                size, bands = chunk[0].size, len(reader.info.bands)
+                stack = np.empty((len(chunk), bands, size, size), dtype=np.float32)
+                items, n = [], 0
+                for t in chunk:
+                    _, valid = reader.read(t, out=stack[n])
+                    if valid.all():
+                        items.append((t, n, True))
+                        n += 1
+                    elif valid.any():
+                        items.append((t, n, valid))
+                        n += 1
+                    else:
+                        items.append((t, None, None))
+                if not self._put(q, (items, stack[:n])):
+                    return
         except BaseException as exc:  # hand reader errors to the consumer
-            self._put(exc)
+            self._put(q, exc)
+        finally:
+            if reader is not None:
+                reader.close()
 
     def __iter__(self) -> Iterator[tuple]:
-        while True:
-            item = self.q.get()
-            if item is None:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
+        for i, row in enumerate(self.rows):
+            q = self.queues[i % len(self.queues)]
+            for _ in row:
+                item = q.get()
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
 
     def close(self) -> None:
         self.stop.set()
-        self.thread.join(timeout=5)
+        for t in self.threads:
+            t.join(timeout=5)
 
 
 # ------------------------------------------------------------------------- vectorise phase
@@ -501,6 +536,7 @@ def _fingerprint(info, expression, minfo, tile, overlap, scaling, options) -> st
         "bands": info.bands, "crs": info.crs.to_string(), "expression": expression,
         "model": [minfo.model_id, minfo.checksum], "tile": tile, "overlap": overlap,
         "scaling": scaling.as_dict(), "window": options.window, "aoi": options.aoi,
+        "whole_scene": options.whole_scene,
         "engine": __version__,
     }
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()

@@ -3,7 +3,7 @@
     "Referring Remote Sensing Image Segmentation via Bidirectional Alignment Guided Joint
     Prediction" (BTDNet, arXiv 2502.08486).
 
-The authors released no code; ``/work/shared/design/btdnet.md`` is our reconstruction and every
+The authors released no code; the project design note ``btdnet.md`` is our reconstruction and every
 module marks its choices [paper] / [parent] (LAVT -> RMSIN -> FIANet) / [ours].
 
 Modules (one per component, in the order of the paper's figure)
@@ -33,7 +33,7 @@ Training interface (stable; used by the trainer)
 ------------------------------------------------
 >>> model = create_model("btdnet-b", vision__weights="swin_base_patch4_window12_384_22k.pth",
 ...                      text__weights="bert-base-uncased/")    # or "btdnet-lite" (offline)
->>> text_proc = TextProcessor.from_config(model.cfg)     # picklable-free: build it per worker
+>>> text_proc = TextProcessor.from_config(model.cfg)     # picklable: fine in DataLoader workers
 >>> text = text_proc(["the white storage tank on the left of the road", ...])
     # dict of (B, max_tokens) tensors: input_ids, attention_mask (long), masked_input_ids,
     # masked_attention_mask (long; object noun phrase -> [MASK]), object_mask (bool, D-MOLS positions)
@@ -51,7 +51,7 @@ Training interface (stable; used by the trainer)
 Everything runs offline: weights only from local files or the two pip packages.
 """
 
-from rrsis_geo.models.btdnet import BTDNet, BTDNetOutput, TextCache, param_groups
+from rrsis_geo.models.btdnet import BTDNet, BTDNetOutput, TextCache, param_groups, unwrap_model
 from rrsis_geo.models.checkpoint import load_checkpoint, read_metadata, save_checkpoint
 from rrsis_geo.models.config import BTDNetConfig, config_from_dict, config_to_dict
 from rrsis_geo.models.inference import BTDNetPredictor, load_predictor
@@ -61,5 +61,5 @@ from rrsis_geo.models.text import TextProcessor
 __all__ = [
     "BTDNet", "BTDNetConfig", "BTDNetOutput", "BTDNetPredictor", "TextCache", "TextProcessor",
     "config_from_dict", "config_to_dict", "create_model", "get_config", "list_presets",
-    "load_checkpoint", "load_predictor", "param_groups", "read_metadata", "save_checkpoint",
+    "load_checkpoint", "load_predictor", "param_groups", "read_metadata", "save_checkpoint", "unwrap_model",
 ]

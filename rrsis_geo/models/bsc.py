@@ -21,7 +21,6 @@ no update.
 
 from __future__ import annotations
 
-import math
 
 import torch
 import torch.nn as nn

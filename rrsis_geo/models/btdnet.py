@@ -62,12 +62,18 @@ class BTDNet(nn.Module):
     def __init__(self, cfg: BTDNetConfig):
         super().__init__()
         self.cfg = cfg
+        from rrsis_geo.errors import ConfigError
+
+        if not len(cfg.mean) == len(cfg.std) == cfg.vision.in_chans:
+            raise ConfigError(f"mean/std have {len(cfg.mean)}/{len(cfg.std)} values but the model takes "
+                              f"{cfg.vision.in_chans} bands (vision.in_chans)")
+        if cfg.max_tokens > cfg.text.max_position_embeddings:
+            raise ConfigError(f"max_tokens={cfg.max_tokens} exceeds the text encoder's "
+                              f"{cfg.text.max_position_embeddings} positions")
         # encoders [paper]
         self.vision = build_vision(cfg.vision, cfg.input_size)
         self.text = BertStages(cfg.text)
         if self.vision.num_stages != self.text.num_stages:
-            from rrsis_geo.errors import ConfigError
-
             raise ConfigError(f"{self.vision.num_stages} vision stages but {self.text.num_stages} text stages")
         v_dims, l_dim = self.vision.channels, cfg.text.hidden_size
         # bidirectional alignment after every stage [paper]
@@ -144,6 +150,15 @@ class BTDNet(nn.Module):
 
 # -- optimisation ---------------------------------------------------------------------------
 
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The BTDNet inside DistributedDataParallel / DataParallel / ``torch.compile`` wrappers."""
+    while True:
+        inner = getattr(model, "module", None) or getattr(model, "_orig_mod", None)
+        if not isinstance(inner, nn.Module):
+            return model
+        model = inner
+
+
 ENCODER_PREFIXES = ("vision.", "text.")
 NO_DECAY_NAMES = ("relative_position_bias_table", "position_embeddings", "scale_embed", "log_scale")
 
@@ -152,7 +167,9 @@ def param_groups(model: BTDNet, encoder_lr: float = 1e-5, head_lr: float = 1e-4,
                  weight_decay: float = 0.01) -> list[dict]:
     """AdamW parameter groups [paper: lr 1e-5 encoders, 1e-4 the rest; wd 0.01] with no weight
     decay on norms, biases, scalars and position tables [parent]. Each group has a ``name``
-    (``encoder``, ``encoder_no_decay``, ``head``, ``head_no_decay``); empty groups are omitted."""
+    (``encoder``, ``encoder_no_decay``, ``head``, ``head_no_decay``); empty groups are omitted.
+    DDP / ``torch.compile`` wrappers are looked through (same parameter objects)."""
+    model = unwrap_model(model)
     groups: dict[str, dict] = {}
     for name, p in model.named_parameters():
         if not p.requires_grad:

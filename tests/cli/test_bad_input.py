@@ -43,7 +43,7 @@ CASES = [
     ("no geotransform", ["{nogeo}", "the lake", "-o", "{out}"], "no geotransform"),
     ("complex dtype", ["{complex}", "the lake", "-o", "{out}"], "unsupported data type"),
     ("band out of range", ["{good}", "the lake", "-o", "{out}", "--bands", "1,2,9"], "out of range"),
-    ("two bands", ["{good}", "the lake", "-o", "{out}", "--bands", "1,2"], "exactly 3"),
+    ("two bands", ["{good}", "the lake", "-o", "{out}", "--bands", "1,2"], "exactly 3 bands"),
     ("bands garbage", ["{good}", "the lake", "-o", "{out}", "--bands", "red,green"], "band numbers"),
     ("empty expression", ["{good}", "   ", "-o", "{out}"], "expression is empty"),
     ("unknown extension", ["{good}", "the lake", "-o", "{dir}/out.docx"], "unknown output format"),

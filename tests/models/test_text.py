@@ -136,3 +136,11 @@ def test_nltk_chunking_logic_with_a_stub_tagger(monkeypatch):
     assert masked(m, "vehicle") == ["vehicle"]
     assert masked(m, "the bridge over the river") == ["bridge"]
     assert masked(NLTKMasker(mask_determiners=True), "the bridge over the river") == ["the", "bridge"]
+
+
+def test_text_processor_pickles_for_dataloader_workers(text_proc):
+    import pickle
+
+    again = pickle.loads(pickle.dumps(text_proc))
+    a, b = text_proc(["the bridge over the river"]), again(["the bridge over the river"])
+    assert all(torch.equal(a[k], b[k]) for k in a)
