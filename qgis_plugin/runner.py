@@ -140,6 +140,7 @@ class SegmentRequest:
     aoi: Optional[str] = None
     assume_crs: Optional[str] = None
     dst_crs: Optional[str] = None
+    whole_scene: bool = False
     overwrite: bool = True
     extra: list = field(default_factory=list)
 
@@ -175,6 +176,8 @@ class SegmentRequest:
             out += ["--assume-crs", self.assume_crs]
         if self.dst_crs:
             out += ["--dst-crs", self.dst_crs]
+        if self.whole_scene:
+            out.append("--whole-scene")
         if self.overwrite:
             out.append("--overwrite")
         out += list(self.extra)

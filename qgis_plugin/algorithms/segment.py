@@ -19,6 +19,7 @@ from qgis.core import (
     QgsProcessingOutputNumber,
     QgsProcessingOutputString,
     QgsProcessingParameterBand,
+    QgsProcessingParameterBoolean,
     QgsProcessingParameterCrs,
     QgsProcessingParameterDefinition,
     QgsProcessingParameterEnum,
@@ -74,6 +75,7 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
     PIXEL_SIZE = "PIXEL_SIZE"
     ASSUME_CRS = "ASSUME_CRS"
     DST_CRS = "DST_CRS"
+    WHOLE_SCENE = "WHOLE_SCENE"
     OUTPUT = "OUTPUT"
     PROB = "PROB"
     FEATURES = "FEATURES"
@@ -208,6 +210,11 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
                 self.tr("Output CRS (empty: the raster's)"),
                 optional=True,
             ),
+            QgsProcessingParameterBoolean(
+                self.WHOLE_SCENE,
+                self.tr("Whole scene in one model call (small scenes; 'the north-west pond')"),
+                defaultValue=False,
+            ),
         ]
         for param in advanced:
             param.setFlags(param.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
@@ -316,6 +323,7 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
                 aoi=aoi,
                 assume_crs=assume_crs,
                 dst_crs=dst_crs,
+                whole_scene=self.parameterAsBoolean(parameters, self.WHOLE_SCENE, context),
                 # QGIS already asked before replacing an existing destination.
                 overwrite=True,
             )

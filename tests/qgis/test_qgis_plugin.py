@@ -77,7 +77,7 @@ def fake_runs(qgis_available, plugin_zip, tmp_path_factory):
                 "INPUT": str(SAMPLE), "EXPRESSION": "-the lake north of the road",
                 "MODEL": 2, "BANDS": [3, 2, 1], "TILE": 256, "OVERLAP": 32, "BATCH_SIZE": 2,
                 "THRESHOLD": 0.3, "MIN_AREA": 50, "SIMPLIFY": 2.5, "DEVICE": 1,
-                "ASSUME_CRS": "EPSG:32614", "DST_CRS": "EPSG:4326",
+                "ASSUME_CRS": "EPSG:32614", "DST_CRS": "EPSG:4326", "WHOLE_SCENE": True,
                 "OUTPUT": str(out_dir("ok_loaded") / "lakes.geojson"),
             },
         },
@@ -237,13 +237,14 @@ def test_parameters_reach_the_command(fake_runs):
     assert float(pairs["--min-area"]) == 50 and float(pairs["--simplify"]) == 2.5
     assert pairs["--device"] == "cpu" and pairs["--progress"] == "json"
     assert pairs["--assume-crs"] == "EPSG:32614" and pairs["--dst-crs"] == "EPSG:4326"
+    assert "--whole-scene" in options
 
     argv = json.loads((fake_runs["base"] / "argv_ckpt.json").read_text())
     pairs = dict(zip(argv[1::2], argv[2::2]))
     assert pairs["--model"].endswith("my-model.safetensors")
     assert pairs["--device"] == "auto"
     for unset in ("--bands", "--tile", "--overlap", "--threshold", "--min-area", "--simplify",
-                  "--prob", "--aoi", "--assume-crs", "--dst-crs"):
+                  "--prob", "--aoi", "--assume-crs", "--dst-crs", "--whole-scene"):
         assert unset not in argv
 
 
