@@ -1,0 +1,435 @@
+"""``rrsis:segment``: a raster layer and a referring expression in, polygons out.
+
+The algorithm only reads its parameters, prepares a GeoTIFF path, runs the ``rrsis segment``
+command in a subprocess (see :mod:`..runner`) and reports its progress. QGIS's Python never
+imports torch or rrsis_geo.
+"""
+
+import os
+import shlex
+import shutil
+import tempfile
+import json
+
+from qgis.core import (
+    QgsProcessing,
+    QgsProcessingAlgorithm,
+    QgsProcessingException,
+    QgsProcessingOutputFile,
+    QgsProcessingOutputNumber,
+    QgsProcessingOutputString,
+    QgsProcessingParameterBand,
+    QgsProcessingParameterBoolean,
+    QgsProcessingParameterCrs,
+    QgsProcessingParameterDefinition,
+    QgsProcessingParameterEnum,
+    QgsProcessingParameterExtent,
+    QgsProcessingParameterFile,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterRasterDestination,
+    QgsProcessingParameterRasterLayer,
+    QgsProcessingParameterString,
+    QgsProcessingParameterVectorDestination,
+    QgsProcessingUtils,
+    QgsVectorFileWriter,
+    QgsVectorLayer,
+)
+from qgis.PyQt.QtCore import QCoreApplication
+
+from .. import runner, scene, styles
+
+HELP = """<p>Finds the object a sentence describes (e.g. <i>"the lake north of the road"</i>)
+in a raster and returns it as georeferenced polygons, using a BTDNet model through the
+<code>rrsis</code> command of rrsis-geo.</p>
+<p>The command runs in its own process (configure where it is in Processing &gt; Options &gt;
+Providers &gt; rrsis-geo; empty means <code>rrsis</code> on PATH). Cancel stops it within a second;
+a failed or cancelled run leaves no output.</p>
+<p><i>Extent</i> limits the search to a rectangle (passed to the command as an area of
+interest; the raster file is read in place).</p>
+<p><b>Layers that are not raster files</b> (WMS/WMTS/XYZ, WCS, virtual rasters, GeoPackage
+rasters) are exported to a temporary GeoTIFF first: of <i>Extent</i> (or the layer's full
+extent) at <i>Pixel size</i> (or the layer's native resolution). Web layers have neither, so
+set both; use "Calculate from Map Canvas Extent" for the current view.</p>
+<p>A raster file without a CRS is refused unless <i>Assume CRS</i> says which one it is in.
+The polygons are in the raster's CRS unless <i>Output CRS</i> is set.</p>
+<p>Empty options use the model's defaults (tile size, overlap, threshold). <i>Minimum area</i>
+is in square metres and <i>Simplify</i> in metres, whatever the raster's CRS. The output is in
+the raster's CRS; each feature carries expression, score, area_m2, model_id, model_sha256,
+source and run_id, and a run manifest is written beside it (<code>OUTPUT.manifest.json</code>).</p>"""
+
+
+class SegmentAlgorithm(QgsProcessingAlgorithm):
+    INPUT = "INPUT"
+    EXPRESSION = "EXPRESSION"
+    MODEL = "MODEL"
+    CHECKPOINT = "CHECKPOINT"
+    BANDS = "BANDS"
+    TILE = "TILE"
+    OVERLAP = "OVERLAP"
+    BATCH_SIZE = "BATCH_SIZE"
+    THRESHOLD = "THRESHOLD"
+    MIN_AREA = "MIN_AREA"
+    SIMPLIFY = "SIMPLIFY"
+    DEVICE = "DEVICE"
+    EXTENT = "EXTENT"
+    PIXEL_SIZE = "PIXEL_SIZE"
+    ASSUME_CRS = "ASSUME_CRS"
+    DST_CRS = "DST_CRS"
+    WHOLE_SCENE = "WHOLE_SCENE"
+    OUTPUT = "OUTPUT"
+    PROB = "PROB"
+    FEATURES = "FEATURES"
+    MANIFEST = "MANIFEST"
+    RUN_ID = "RUN_ID"
+
+    #: Enum option order is part of the API (scripts pass indices): append, never reorder.
+    MODELS = ["btdnet-lite", "btdnet-b", "btdnet-tiny"]
+    DEVICES = ["auto", "cpu", "cuda"]
+
+    def tr(self, text):
+        return QCoreApplication.translate("rrsis", text)
+
+    def createInstance(self):  # noqa: N802 - QGIS API name
+        return SegmentAlgorithm()
+
+    def name(self):
+        return "segment"
+
+    def displayName(self):  # noqa: N802 - QGIS API name
+        return self.tr("Segment by referring expression")
+
+    def shortHelpString(self):  # noqa: N802 - QGIS API name
+        return self.tr(HELP)
+
+    def tags(self):
+        return ["segmentation", "referring", "expression", "deep learning", "btdnet", "rrsis"]
+
+    def initAlgorithm(self, config=None):  # noqa: N802 - QGIS API name
+        self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, self.tr("Raster layer")))
+        self.addParameter(
+            QgsProcessingParameterString(
+                self.EXPRESSION, self.tr("Expression (what to find, in English)")
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterEnum(
+                self.MODEL, self.tr("Model preset"), options=self.MODELS, defaultValue=0
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterFile(
+                self.CHECKPOINT,
+                self.tr("Model checkpoint (.safetensors; replaces the preset)"),
+                extension="safetensors",
+                optional=True,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterBand(
+                self.BANDS,
+                self.tr("Bands to use as R, G, B (empty: 1, 2, 3)"),
+                parentLayerParameterName=self.INPUT,
+                optional=True,
+                allowMultiple=True,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                self.THRESHOLD,
+                self.tr("Probability threshold (empty: model default)"),
+                type=QgsProcessingParameterNumber.Double,
+                optional=True,
+                minValue=0.0,
+                maxValue=1.0,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                self.MIN_AREA,
+                self.tr("Minimum polygon area, m² (empty: keep all)"),
+                type=QgsProcessingParameterNumber.Double,
+                optional=True,
+                minValue=0.0,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                self.SIMPLIFY,
+                self.tr("Simplify tolerance, m (empty: none)"),
+                type=QgsProcessingParameterNumber.Double,
+                optional=True,
+                minValue=0.0,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterEnum(
+                self.DEVICE, self.tr("Device"), options=self.DEVICES, defaultValue=0
+            )
+        )
+        advanced = [
+            QgsProcessingParameterNumber(
+                self.TILE,
+                self.tr("Tile size, pixels (empty: model default)"),
+                type=QgsProcessingParameterNumber.Integer,
+                optional=True,
+                minValue=16,
+            ),
+            QgsProcessingParameterNumber(
+                self.OVERLAP,
+                self.tr("Tile overlap, pixels (empty: model default)"),
+                type=QgsProcessingParameterNumber.Integer,
+                optional=True,
+                minValue=0,
+            ),
+            QgsProcessingParameterNumber(
+                self.BATCH_SIZE,
+                self.tr("Batch size (empty: automatic)"),
+                type=QgsProcessingParameterNumber.Integer,
+                optional=True,
+                minValue=1,
+            ),
+            QgsProcessingParameterExtent(
+                self.EXTENT,
+                self.tr("Extent (only look inside it; needed for web layers)"),
+                optional=True,
+            ),
+            QgsProcessingParameterNumber(
+                self.PIXEL_SIZE,
+                self.tr("Pixel size for exported layers, layer CRS units (needed for web layers)"),
+                type=QgsProcessingParameterNumber.Double,
+                optional=True,
+                minValue=0.0,
+            ),
+            QgsProcessingParameterCrs(
+                self.ASSUME_CRS,
+                self.tr("Assume CRS (for a raster file without one)"),
+                optional=True,
+            ),
+            QgsProcessingParameterCrs(
+                self.DST_CRS,
+                self.tr("Output CRS (empty: the raster's)"),
+                optional=True,
+            ),
+            QgsProcessingParameterBoolean(
+                self.WHOLE_SCENE,
+                self.tr("Whole scene in one model call (small scenes; 'the north-west pond')"),
+                defaultValue=False,
+            ),
+        ]
+        for param in advanced:
+            param.setFlags(param.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+            self.addParameter(param)
+
+        self.addParameter(
+            QgsProcessingParameterVectorDestination(
+                self.OUTPUT, self.tr("Segments"), type=QgsProcessing.TypeVectorPolygon
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterRasterDestination(
+                self.PROB,
+                self.tr("Probability raster"),
+                optional=True,
+                createByDefault=False,
+            )
+        )
+        self.addOutput(QgsProcessingOutputNumber(self.FEATURES, self.tr("Number of features")))
+        self.addOutput(QgsProcessingOutputFile(self.MANIFEST, self.tr("Run manifest (JSON)")))
+        self.addOutput(QgsProcessingOutputString(self.RUN_ID, self.tr("Run id")))
+
+    # ----------------------------------------------------------------------------------------
+
+    def _optional_number(self, parameters, name, context, as_int=False):
+        if parameters.get(name) in (None, ""):
+            return None
+        if as_int:
+            return self.parameterAsInt(parameters, name, context)
+        return self.parameterAsDouble(parameters, name, context)
+
+    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 - QGIS API name
+        from ..provider import executable_setting
+
+        layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
+        if layer is None:
+            raise QgsProcessingException(self.invalidRasterError(parameters, self.INPUT))
+        expression = self.parameterAsString(parameters, self.EXPRESSION, context)
+        checkpoint = self.parameterAsFile(parameters, self.CHECKPOINT, context)
+        model = checkpoint or self.MODELS[self.parameterAsEnum(parameters, self.MODEL, context)]
+        device = self.DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)]
+        bands = self.parameterAsInts(parameters, self.BANDS, context) or None
+        pixel_size = self._optional_number(parameters, self.PIXEL_SIZE, context)
+        assume_crs, scene_crs = None, layer.crs()
+        if parameters.get(self.ASSUME_CRS) not in (None, ""):
+            crs = self.parameterAsCrs(parameters, self.ASSUME_CRS, context)
+            if crs.isValid():
+                assume_crs = crs.authid() or crs.toWkt()
+                # The command will place a file without a CRS in this one: so must the extent.
+                path = scene.plain_file(layer)
+                if not layer.crs().isValid() or (path and not scene.file_has_crs(path)):
+                    scene_crs = crs
+        dst_crs = None
+        if parameters.get(self.DST_CRS) not in (None, ""):
+            crs = self.parameterAsCrs(parameters, self.DST_CRS, context)
+            if crs.isValid():
+                dst_crs = crs.authid() or crs.toWkt()
+        extent = None
+        if parameters.get(self.EXTENT) not in (None, ""):
+            extent = self.parameterAsExtent(parameters, self.EXTENT, context, scene_crs)
+
+        output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
+        prob = ""
+        if parameters.get(self.PROB) not in (None, ""):
+            prob = self.parameterAsOutputLayer(parameters, self.PROB, context) or ""
+        if prob and os.path.splitext(prob)[1].lower() not in (".tif", ".tiff"):
+            raise QgsProcessingException(
+                f"The probability raster must be a GeoTIFF (.tif): {prob}"
+            )
+        if not output or "|" in output or output.startswith(("memory:", "postgres:", "ogr:")):
+            raise QgsProcessingException(f"Segments must be saved to a file, not {output!r}.")
+        output = os.path.abspath(output)
+        ext = os.path.splitext(output)[1].lower().lstrip(".")
+        convert = ext not in runner.CLI_VECTOR_EXTENSIONS
+
+        try:
+            command = runner.resolve_command(executable_setting())
+        except runner.RrsisNotFound as exc:
+            raise QgsProcessingException(str(exc)) from exc
+
+        workdir = tempfile.mkdtemp(prefix="rrsis_", dir=QgsProcessingUtils.tempFolder())
+        try:
+            scene_path, aoi = scene.plain_file(layer), None
+            if scene_path and pixel_size is None:
+                if extent is not None:
+                    aoi = scene.write_aoi(extent, scene_crs, workdir, context)
+            else:
+                scene_path = scene.export_scene(layer, extent, pixel_size, workdir, context, feedback)
+            if feedback.isCanceled():
+                raise QgsProcessingException("Cancelled; nothing was written.")
+            cli_output = os.path.join(workdir, "segments.gpkg") if convert else output
+            request = runner.SegmentRequest(
+                scene=scene_path,
+                expression=expression,
+                output=cli_output,
+                model=model,
+                bands=bands,
+                tile=self._optional_number(parameters, self.TILE, context, as_int=True),
+                overlap=self._optional_number(parameters, self.OVERLAP, context, as_int=True),
+                batch_size=self._optional_number(parameters, self.BATCH_SIZE, context, as_int=True),
+                threshold=self._optional_number(parameters, self.THRESHOLD, context),
+                min_area=self._optional_number(parameters, self.MIN_AREA, context),
+                simplify=self._optional_number(parameters, self.SIMPLIFY, context),
+                device=device,
+                prob=prob or None,
+                aoi=aoi,
+                assume_crs=assume_crs,
+                dst_crs=dst_crs,
+                whole_scene=self.parameterAsBoolean(parameters, self.WHOLE_SCENE, context),
+                # QGIS already asked before replacing an existing destination.
+                overwrite=True,
+            )
+            argv = command + request.args()
+            feedback.pushCommandInfo(" ".join(shlex.quote(a) for a in argv))
+            done = self._run(argv, [output, prob, output + ".manifest.json"], convert, cli_output,
+                             output, context, feedback)
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+        manifest = output + ".manifest.json"
+        styles.attach(context, output, f"rrsis: {expression.strip()}", styles.style_segments)
+        if prob:
+            styles.attach(context, prob, f"rrsis probability: {expression.strip()}",
+                          styles.style_probability)
+        results = {
+            self.OUTPUT: output,
+            self.FEATURES: int(done.get("features", 0)),
+            self.MANIFEST: manifest if os.path.exists(manifest) else None,
+            self.RUN_ID: self._run_id,
+        }
+        if prob:
+            results[self.PROB] = prob
+        return results
+
+    def _run(self, argv, destinations, convert, cli_output, output, context, feedback):
+        self._run_id = None
+
+        def on_event(event):
+            kind = event.get("event")
+            if kind == "progress":
+                try:
+                    feedback.setProgress(float(event.get("percent", 0.0)))
+                except (TypeError, ValueError):
+                    pass
+                feedback.setProgressText(
+                    f"{event.get('stage', '')} {event.get('done', '')}/{event.get('total', '')}"
+                )
+            elif kind == "start":
+                self._run_id = event.get("run_id")
+                feedback.pushInfo(
+                    f"Run {event.get('run_id')}: {event.get('tiles')} tile(s), "
+                    f"model {event.get('model')}"
+                )
+            elif kind == "log":
+                if event.get("level") == "warning":
+                    feedback.pushWarning(str(event.get("message", "")))
+                else:
+                    feedback.pushInfo(str(event.get("message", "")))
+            elif kind == "done":
+                feedback.pushInfo(
+                    f"{event.get('features')} feature(s) in {float(event.get('seconds', 0)):.1f} s"
+                )
+
+        def on_text(stream, line):
+            feedback.pushConsoleInfo(line)
+
+        try:
+            with runner.OutputGuard(destinations):
+                done = runner.run_cli(
+                    argv, on_event=on_event, on_text=on_text, is_canceled=feedback.isCanceled
+                )
+                if convert:
+                    self._convert(cli_output, output, context, feedback)
+        except runner.RunCancelled:
+            raise QgsProcessingException(
+                "Cancelled: the rrsis process was stopped and no output was written."
+            )
+        except runner.CliFailed as exc:
+            message = f"rrsis failed: {exc}"
+            if "--assume-crs" in message:
+                message += " (here: the 'Assume CRS' parameter, under Advanced)"
+            raise QgsProcessingException(message) from exc
+        except runner.RrsisNotFound as exc:
+            raise QgsProcessingException(str(exc)) from exc
+        return done
+
+    def _convert(self, source, output, context, feedback):
+        """Write the CLI's GeoPackage to a format the CLI does not write, atomically."""
+        layer = QgsVectorLayer(source, "segments", "ogr")
+        if not layer.isValid():
+            raise QgsProcessingException(f"rrsis wrote an unreadable result: {source}")
+        folder = os.path.dirname(output)
+        staging = tempfile.mkdtemp(prefix=".rrsis-", dir=folder)
+        try:
+            options = QgsVectorFileWriter.SaveVectorOptions()
+            options.driverName = QgsVectorFileWriter.driverForExtension(
+                os.path.splitext(output)[1]
+            )
+            options.fileEncoding = "UTF-8"
+            staged = os.path.join(staging, os.path.basename(output))
+            error, message, _, _ = QgsVectorFileWriter.writeAsVectorFormatV3(
+                layer, staged, context.transformContext(), options
+            )
+            if error != QgsVectorFileWriter.NoError:
+                raise QgsProcessingException(f"Could not write {output}: {message}")
+            for name in os.listdir(staging):
+                os.replace(os.path.join(staging, name), os.path.join(folder, name))
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        manifest = source + ".manifest.json"
+        if os.path.exists(manifest):
+            with open(manifest, encoding="utf-8") as fh:
+                data = json.load(fh)
+            if isinstance(data, dict):
+                data["converted_to"] = output
+            with open(output + ".manifest.json", "w", encoding="utf-8") as fh:
+                json.dump(data, fh, indent=2)
+        feedback.pushInfo(f"Converted to {output}")
