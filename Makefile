@@ -36,6 +36,10 @@ demo: install
 test: install install-qgis
 	$(BIN)/python -m pytest
 
+plugin:
+	$(PYTHON) scripts/build_plugin.py
+	@echo "Install dist/rrsis_geo_qgis-*.zip in QGIS: Plugins > Manage and Install Plugins > Install from ZIP"
+
 bench: install
 	$(BIN)/python benchmarks/bench_engine.py
 

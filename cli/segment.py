@@ -52,6 +52,9 @@ DEFAULT_MODEL = "btdnet-lite"
 @click.option("--whole-scene", is_flag=True,
               help="Resample the whole scene to the model's input and predict once (for scenes of "
               "about one tile, where positions like 'north-west' refer to the whole scene).")
+@click.option("--source-label", default=None, metavar="TEXT",
+              help="What the features' `source` attribute records instead of the scene path "
+              "(e.g. the original layer when SCENE is a temporary export).")
 @click.option("--no-resume", is_flag=True, help="Start afresh even if an interrupted run of the same job exists.")
 @assume_crs_opt
 @overwrite_opt

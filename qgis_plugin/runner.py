@@ -142,6 +142,7 @@ class SegmentRequest:
     dst_crs: Optional[str] = None
     whole_scene: bool = False
     overwrite: bool = True
+    source_label: str | None = None
     extra: list = field(default_factory=list)
 
     def args(self) -> list:
@@ -176,6 +177,8 @@ class SegmentRequest:
             out += ["--assume-crs", self.assume_crs]
         if self.dst_crs:
             out += ["--dst-crs", self.dst_crs]
+        if self.source_label:
+            out += ["--source-label", self.source_label]
         if self.whole_scene:
             out.append("--whole-scene")
         if self.overwrite:

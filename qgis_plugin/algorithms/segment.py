@@ -297,12 +297,14 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
 
         workdir = tempfile.mkdtemp(prefix="rrsis_", dir=QgsProcessingUtils.tempFolder())
         try:
-            scene_path, aoi = scene.plain_file(layer), None
+            scene_path, aoi, source_label = scene.plain_file(layer), None, None
             if scene_path and pixel_size is None:
                 if extent is not None:
                     aoi = scene.write_aoi(extent, scene_crs, workdir, context)
             else:
                 scene_path = scene.export_scene(layer, extent, pixel_size, workdir, context, feedback)
+                # The export is temporary: features name the layer it came from instead.
+                source_label = f"{layer.name()} ({layer.providerType()}: {layer.source()})"
             if feedback.isCanceled():
                 raise QgsProcessingException("Cancelled; nothing was written.")
             cli_output = os.path.join(workdir, "segments.gpkg") if convert else output
@@ -324,6 +326,7 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
                 assume_crs=assume_crs,
                 dst_crs=dst_crs,
                 whole_scene=self.parameterAsBoolean(parameters, self.WHOLE_SCENE, context),
+                source_label=source_label,
                 # QGIS already asked before replacing an existing destination.
                 overwrite=True,
             )

@@ -152,9 +152,10 @@ def write_vector(frame: gpd.GeoDataFrame, path: str) -> PendingFile:
 
 
 def _layer(path: str, ext: str) -> str | None:
-    if ext == ".gpkg":
-        return os.path.splitext(os.path.basename(path))[0]
-    return None
+    """Layer name after the target file (not the temporary one); shapefiles take their file's."""
+    if ext == ".shp":
+        return None
+    return os.path.splitext(os.path.basename(path))[0]
 
 
 def write_json(data: dict, path: str) -> PendingFile:

@@ -80,6 +80,7 @@ class SegmentOptions:
     strip_rows: int = 1024
     resume: bool = True
     whole_scene: bool = False
+    source_label: str | None = None
     prefetch: int = 2
     readers: int = 2
 
@@ -491,7 +492,8 @@ def _vectorise(work, info: SceneInfo, threshold, options, minfo, expression, run
             records.append({
                 "expression": expression, "score": round(c.score, 6), "score_max": round(c.prob_max, 6),
                 "area_m2": round(area, 3), "pixels": c.pixels, "model_id": minfo.model_id,
-                "model_sha256": minfo.checksum, "source": info.path, "run_id": run_id,
+                "model_sha256": minfo.checksum, "source": options.source_label or info.path,
+                "run_id": run_id,
                 "geometry": geom,
             })
 
@@ -611,7 +613,8 @@ def _manifest(result, info, expression, minfo, options, tile, overlap, margin, t
         "run_id": result.run_id,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "expression": expression,
-        "scene": {"path": os.path.abspath(info.path), "width": info.width, "height": info.height,
+        "scene": {"path": os.path.abspath(info.path), "label": options.source_label,
+                  "width": info.width, "height": info.height,
                   "count": info.count, "dtype": info.dtype, "crs": info.crs.to_string(),
                   "crs_assumed": info.crs_assumed, "transform": list(info.transform)[:6],
                   "nodata": info.nodata, "bands": list(info.bands)},

@@ -358,6 +358,20 @@ def test_output_formats_with_schema_and_crs(tmp_path, ext, empty):
         assert expected <= set(frame.columns)
     leftovers = [f for f in os.listdir(tmp_path) if f.startswith(".")]
     assert leftovers == []
+    if ext not in (".parquet", ".shp"):  # the layer is named after the target, not a temp file
+        import pyogrio
+
+        assert pyogrio.list_layers(out)[0][0] == "o"
+
+
+def test_source_label_replaces_scene_path(tmp_path):
+    data = np.zeros((3, 40, 40), dtype="uint8") + 20
+    data[0, 10:20, 10:20] = 230
+    scene = write_raster(tmp_path / "s.tif", data)
+    result, out = run(tmp_path, scene, ThresholdModel(input_size=32), tile=32, overlap=8,
+                      source_label="Orthophoto (wms: https://example/wms)")
+    assert set(gpd.read_file(out).source) == {"Orthophoto (wms: https://example/wms)"}
+    assert json.load(open(result.manifest))["scene"]["label"] == "Orthophoto (wms: https://example/wms)"
 
 
 def test_existing_output_not_clobbered(tmp_path):

@@ -64,6 +64,7 @@ def main(argv):
     seg.add_argument("--aoi")
     seg.add_argument("--assume-crs")
     seg.add_argument("--whole-scene", action="store_true")
+    seg.add_argument("--source-label")
     seg.add_argument("--overwrite", action="store_true")
     seg.add_argument("--progress", choices=["bar", "json", "none"], default="bar")
     seg.add_argument("-v", action="count", default=0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import subprocess
 import zipfile
 from dataclasses import dataclass
@@ -32,6 +33,19 @@ def skip_or_fail(reason: str):
     pytest.skip(reason)
 
 
+def host_env() -> dict:
+    """This process's environment without the venv: QGIS's embedded Python would otherwise find
+    the venv's interpreter first on PATH and take its standard library and site-packages."""
+    env = dict(os.environ)
+    for key in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV"):
+        env.pop(key, None)
+    venv_bin = os.path.join(sys.prefix, "bin")
+    env["PATH"] = os.pathsep.join(
+        p for p in env.get("PATH", "").split(os.pathsep) if p and os.path.abspath(p) != venv_bin
+    ) or "/usr/bin:/bin"
+    return env
+
+
 def qgis_missing() -> str | None:
     if not os.path.exists(QGIS_PYTHON):
         return f"{QGIS_PYTHON} not found"
@@ -39,7 +53,7 @@ def qgis_missing() -> str | None:
         [QGIS_PYTHON, "-c", "import qgis.core, processing"],
         capture_output=True,
         text=True,
-        env={**os.environ, "QT_QPA_PLATFORM": "offscreen", "PYTHONPATH": "/usr/share/qgis/python/plugins"},
+        env={**host_env(), "QT_QPA_PLATFORM": "offscreen", "PYTHONPATH": "/usr/share/qgis/python/plugins"},
     )
     if probe.returncode != 0:
         return f"QGIS's Python cannot import qgis.core ({probe.stderr.strip().splitlines()[-1:]})"
@@ -53,9 +67,7 @@ class Profile:
     zip_path: Path
 
     def env(self, **extra) -> dict:
-        env = dict(os.environ)
-        env.pop("PYTHONPATH", None)  # the venv's paths must not leak into QGIS's Python
-        env.pop("PYTHONHOME", None)
+        env = host_env()  # the venv's paths must not leak into QGIS's Python
         env.update(
             QT_QPA_PLATFORM="offscreen",
             QGIS_CUSTOM_CONFIG_PATH=str(self.root),

@@ -89,6 +89,7 @@ def test_arguments_options_first_positionals_after_double_dash():
         model="btdnet-tiny", bands=[4, 3, 2], tile=256, overlap=32, batch_size=2,
         threshold=0.3, min_area=50, simplify=2.5, device="cpu", prob="/d/p.tif",
         aoi="/t/aoi.gpkg", assume_crs="EPSG:32614", dst_crs="EPSG:4326", whole_scene=True,
+        source_label="Ortho (wms: https://x/wms)",
     ).args()
     assert args[0] == "segment"
     assert args[-3:] == ["--", "/d/scene.tif", "-the leftmost pond"]
@@ -101,6 +102,7 @@ def test_arguments_options_first_positionals_after_double_dash():
     assert float(pairs["--simplify"]) == 2.5 and pairs["--device"] == "cpu"
     assert pairs["--prob"] == "/d/p.tif" and pairs["--aoi"] == "/t/aoi.gpkg"
     assert pairs["--assume-crs"] == "EPSG:32614" and pairs["--dst-crs"] == "EPSG:4326"
+    assert pairs["--source-label"] == "Ortho (wms: https://x/wms)"
     assert "--overwrite" in flags and "--whole-scene" in flags
 
 
