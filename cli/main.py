@@ -17,6 +17,10 @@ import click
 COMMANDS: dict[str, str] = {
     "segment": "cli.segment:segment",
     "info": "cli.info:info",
+    "data": "cli.data:data",
+    "train": "cli.train:train",
+    "eval": "cli.evaluate:evaluate",
+    "init-weights": "cli.init_weights:init_weights",
 }
 
 
