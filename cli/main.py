@@ -17,6 +17,7 @@ import click
 COMMANDS: dict[str, str] = {
     "segment": "cli.segment:segment",
     "info": "cli.info:info",
+    "model": "cli.model:model",
     "data": "cli.data:data",
     "train": "cli.train:train",
     "eval": "cli.evaluate:evaluate",

@@ -1,0 +1,61 @@
+"""``rrsis model``: inspect BTDNet presets and checkpoints."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.group("model")
+def model():
+    """Inspect models (presets and checkpoints)."""
+
+
+@model.command("list")
+def list_cmd():
+    """List the model presets."""
+    from rrsis_geo.models import list_presets
+
+    for name in list_presets():
+        click.echo(name)
+
+
+@model.command("info")
+@click.argument("name_or_path")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+@click.option("--no-flops", is_flag=True, help="Skip the FLOPs estimate.")
+def info(name_or_path, as_json, no_flops):
+    """Parameters per component, input size and FLOPs per tile of a preset or checkpoint."""
+    import json
+    from pathlib import Path
+
+    from rrsis_geo.models import create_model, list_presets, load_checkpoint
+    from rrsis_geo.models.checkpoint import sha256_file
+    from rrsis_geo.models.summary import count_parameters, summarize
+
+    meta = None
+    if name_or_path in list_presets():
+        m = create_model(name_or_path, pretrained=False)
+    else:
+        from rrsis_geo.errors import ModelError
+
+        if not Path(name_or_path).exists():
+            raise ModelError(f"{name_or_path!r} is neither a preset ({', '.join(list_presets())}) nor a checkpoint file")
+        m, meta = load_checkpoint(name_or_path)
+    if no_flops:
+        data = {"preset": m.cfg.name, "input_size": m.cfg.input_size, "parameters": count_parameters(m)}
+    else:
+        data = summarize(m, meta)
+    if meta is not None:
+        data["sha256"] = sha256_file(name_or_path)
+    if as_json:
+        click.echo(json.dumps(data, indent=2, default=str))
+        return
+    params = data.pop("parameters")
+    for k, v in data.items():
+        if isinstance(v, (dict, list)):
+            v = json.dumps(v, default=str)
+        click.echo(f"{k:16s} {v}")
+    click.echo("parameters")
+    for k, v in params.items():
+        note = "  (training only)" if k == "dmols" else ""
+        click.echo(f"  {k:14s} {v / 1e6:9.2f} M{note}")

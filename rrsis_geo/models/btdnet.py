@@ -1,0 +1,180 @@
+"""BTDNet: the whole model, read top-down against the paper's overview figure.
+
+"Referring Remote Sensing Image Segmentation via Bidirectional Alignment Guided Joint Prediction"
+(BTDNet, arXiv 2502.08486). Pipeline [paper]::
+
+    image ──► vision stage 0 ─► BSC ─► vision stage 1 ─► BSC ─► ... stage 3 ─► BSC ─┐ 4 maps
+    text  ──► BERT stage 0  ─┘      ─► BERT stage 1  ─┘       ... stage 3  ─┘      │ fused text
+                                                                                    ▼
+                                       MCI (multi-scale V<->L cross-attention, n times)
+                                                                                    ▼
+                                       top-down decoder ─► pixel embeddings P (1/4)
+    masked text ─► BERT (no vision) ─►  Fg-Bg twin-stream predictor ─► [bg, fg] logits
+                                       + conv segmentation head      ─► final logits
+    (training) D-MOLS joint reconstruction of the masked object ─► L_rec
+
+Final logits [ours]: the sum of a conv segmentation head on P [parent: LAVT-style classifier] and
+the Fg-Bg logits, so ``L_ce(final) + 0.6 L_fgbg`` [paper] supervises both the joint prediction and
+the twin-stream branch on its own. Inference: a pixel is target iff fg > bg [paper].
+
+Inputs of any size are accepted: they are zero-padded (right/bottom) to a multiple of the
+encoder's output stride and the logits are cropped back [ours].
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from rrsis_geo.models.bsc import BSCBlock, stage_kernel_sizes
+from rrsis_geo.models.config import BTDNetConfig
+from rrsis_geo.models.decoder import TopDownDecoder
+from rrsis_geo.models.dmols import JointReconstruction
+from rrsis_geo.models.encoders import BertStages, build_vision
+from rrsis_geo.models.fgbg import FgBgPredictor
+from rrsis_geo.models.losses import BTDNetLoss
+from rrsis_geo.models.mci import MCI
+
+
+@dataclass
+class BTDNetOutput:
+    """``logits``: final (B, 2, H, W) = [bg, fg] at the input size; ``fgbg_logits``: the
+    twin-stream branch alone; ``loss``/``losses``: only when targets were given."""
+
+    logits: torch.Tensor
+    fgbg_logits: torch.Tensor
+    loss: torch.Tensor | None = None
+    losses: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+@dataclass
+class TextCache:
+    """Expression-only work, reusable for every tile of a scene: the masked-text prior features."""
+
+    masked_features: torch.Tensor  # (B or 1, T, text hidden)
+    masked_attention_mask: torch.Tensor  # (B or 1, T)
+
+
+class BTDNet(nn.Module):
+    def __init__(self, cfg: BTDNetConfig):
+        super().__init__()
+        self.cfg = cfg
+        # encoders [paper]
+        self.vision = build_vision(cfg.vision, cfg.input_size)
+        self.text = BertStages(cfg.text)
+        if self.vision.num_stages != self.text.num_stages:
+            from rrsis_geo.errors import ConfigError
+
+            raise ConfigError(f"{self.vision.num_stages} vision stages but {self.text.num_stages} text stages")
+        v_dims, l_dim = self.vision.channels, cfg.text.hidden_size
+        # bidirectional alignment after every stage [paper]
+        self.bsc = nn.ModuleList(BSCBlock(c, l_dim, cfg.bsc, stage_kernel_sizes(cfg.bsc, i)) for i, c in enumerate(v_dims))
+        # multi-scale context integration [paper]
+        self.mci = MCI(v_dims, l_dim, cfg.mci)
+        # target/background twin-stream decoding [paper]
+        self.decoder = TopDownDecoder(cfg.mci.dim, len(v_dims), cfg.decoder)
+        self.fgbg = FgBgPredictor(cfg.decoder.dim, l_dim, l_dim, cfg.fgbg)
+        self.seg_head = nn.Sequential(nn.Conv2d(cfg.decoder.dim, cfg.decoder.dim, 3, padding=1, bias=False),
+                                      nn.GroupNorm(32 if cfg.decoder.dim % 32 == 0 else 1, cfg.decoder.dim),
+                                      nn.ReLU(inplace=True), nn.Conv2d(cfg.decoder.dim, 2, 1))
+        # dual-modal object learning, training only [paper]
+        self.dmols = JointReconstruction(l_dim, l_dim, cfg.mci.dim, cfg.dmols) if cfg.dmols.enabled else None
+        self.criterion = BTDNetLoss(cfg.loss)
+
+    # -- pieces -------------------------------------------------------------------------------
+
+    def encode_text(self, text: dict[str, torch.Tensor]) -> TextCache:
+        """The masked-text prior: the expression with its object masked, through BERT without
+        vision [paper]. Depends on the expression only, so inference computes it once."""
+        ids = text.get("masked_input_ids", text["input_ids"])
+        mask = text.get("masked_attention_mask", text["attention_mask"])
+        return TextCache(self.text(ids, mask), mask)
+
+    def encode(self, images: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor):
+        """The interleaved encoders with BSC after each stage. Returns (4 maps NCHW, fused text)."""
+        l = self.text.embed(ids)
+        add_mask = self.text.additive_mask(mask, l.dtype)
+        v = self.vision.stem(images)
+        feats = []
+        for i in range(self.vision.num_stages):
+            l = self.text.run_stage(i, l, add_mask)
+            v = self.vision.run_stage(i, v)
+            v, l = self.bsc[i](v, l, mask)
+            feats.append(v)
+        return feats, l
+
+    # -- forward ------------------------------------------------------------------------------
+
+    def forward(self, images: torch.Tensor, text: dict[str, torch.Tensor], targets: torch.Tensor | None = None,
+                text_cache: TextCache | None = None) -> BTDNetOutput:
+        """images (B, C, H, W) normalised; text: a :class:`TextProcessor` batch; targets (B, H, W)
+        in {0, 1}. ``text_cache`` (from :meth:`encode_text`, batch 1 or B) skips the prior."""
+        b, _, h, w = images.shape
+        stride = self.vision.strides[-1]
+        ph, pw = (-h) % stride, (-w) % stride
+        if ph or pw:
+            images = F.pad(images, (0, pw, 0, ph))
+        ids, mask = text["input_ids"], text["attention_mask"]
+        if ids.shape[0] != b:
+            raise ValueError(f"{b} images but {ids.shape[0]} expressions")
+
+        feats, l = self.encode(images, ids, mask)
+        maps, vis_tokens, _ = self.mci(feats, l, mask)
+        p = self.decoder(maps)
+        cache = text_cache if text_cache is not None else self.encode_text(text)
+        m_feat, m_mask = cache.masked_features, cache.masked_attention_mask
+        if m_feat.shape[0] != b:
+            m_feat, m_mask = m_feat.expand(b, -1, -1), m_mask.expand(b, -1)
+        fgbg = self.fgbg(p, l, mask, m_feat, m_mask)
+        final = self.seg_head(p) + fgbg
+        size = images.shape[-2:]
+        final = F.interpolate(final, size=size, mode="bilinear", align_corners=False)[:, :, :h, :w]
+        fgbg = F.interpolate(fgbg, size=size, mode="bilinear", align_corners=False)[:, :, :h, :w]
+        out = BTDNetOutput(logits=final, fgbg_logits=fgbg)
+        if targets is not None:
+            rec = None
+            if self.training and self.dmols is not None and "object_mask" in text:
+                rec = self.dmols(m_feat, l, mask, text["object_mask"], vis_tokens)
+            out.loss, out.losses = self.criterion(final, fgbg, targets, rec)
+        return out
+
+
+# -- optimisation ---------------------------------------------------------------------------
+
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The BTDNet inside DistributedDataParallel / DataParallel / ``torch.compile`` wrappers."""
+    while True:
+        inner = getattr(model, "module", None) or getattr(model, "_orig_mod", None)
+        if not isinstance(inner, nn.Module):
+            return model
+        model = inner
+
+
+ENCODER_PREFIXES = ("vision.", "text.")
+NO_DECAY_NAMES = ("relative_position_bias_table", "position_embeddings", "scale_embed", "log_scale")
+
+
+def param_groups(model: BTDNet, encoder_lr: float = 1e-5, head_lr: float = 1e-4,
+                 weight_decay: float = 0.01) -> list[dict]:
+    """AdamW parameter groups [paper: lr 1e-5 encoders, 1e-4 the rest; wd 0.01] with no weight
+    decay on norms, biases, scalars and position tables [parent]. Each group has a ``name``
+    (``encoder``, ``encoder_no_decay``, ``head``, ``head_no_decay``); empty groups are omitted.
+    DDP / ``torch.compile`` wrappers are looked through (same parameter objects)."""
+    model = unwrap_model(model)
+    groups: dict[str, dict] = {}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        enc = name.startswith(ENCODER_PREFIXES)
+        no_decay = p.ndim <= 1 or any(k in name for k in NO_DECAY_NAMES)
+        key = ("encoder" if enc else "head") + ("_no_decay" if no_decay else "")
+        g = groups.setdefault(key, {"name": key, "params": [], "param_names": [],
+                                    "lr": encoder_lr if enc else head_lr,
+                                    "weight_decay": 0.0 if no_decay else weight_decay})
+        g["params"].append(p)
+        g["param_names"].append(name)
+    order = ["encoder", "encoder_no_decay", "head", "head_no_decay"]
+    return [groups[k] for k in order if k in groups]

@@ -1,0 +1,132 @@
+"""BTDNet behind the engine's :class:`~rrsis_geo.predictor.Predictor` protocol.
+
+``encode_expression`` does the expression-only work once (tokenising, noun-phrase masking, the
+masked-text prior through BERT [paper]); ``predict`` runs tile batches on the model's device under
+``torch.inference_mode`` (bf16 autocast on CUDA), resizing to the model's input size and back
+when the tiles differ. Probability = softmax(logits)[fg], so p > 0.5 <=> fg > bg [paper].
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from rrsis_geo.errors import ModelError
+from rrsis_geo.predictor import ModelInfo
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError as exc:
+        raise ModelError(f"unknown device {device!r}: use 'auto', 'cpu' or 'cuda[:N]'") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ModelError(f"device {device!r} requested but CUDA is not available; use --device cpu")
+    return dev
+
+
+@dataclass
+class EncodedExpression:
+    """What ``encode_expression`` returns: the text batch (1 row) and the cached prior."""
+
+    text: str
+    batch: dict
+    cache: object  # btdnet.TextCache
+    truncated: bool
+
+
+class BTDNetPredictor:
+    def __init__(self, model, info: ModelInfo, device: str = "auto"):
+        from rrsis_geo.models.text import TextProcessor
+
+        self.device = resolve_device(device)
+        self.model = model.to(self.device).eval()
+        self.info = info
+        self.text_processor = TextProcessor.from_config(model.cfg)
+
+    def _autocast(self):
+        if self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return torch.autocast("cpu", enabled=False)
+
+    def encode_expression(self, expression: str) -> EncodedExpression:
+        item = self.text_processor.process_one(expression)  # ExpressionError if empty
+        batch = {k: v.to(self.device) for k, v in self.text_processor([item.text]).items()}
+        with torch.inference_mode(), self._autocast():
+            cache = self.model.encode_text(batch)
+        return EncodedExpression(item.text, batch, cache, item.truncated)
+
+    def predict(self, tiles: np.ndarray, expression) -> np.ndarray:
+        if isinstance(expression, str):
+            expression = self.encode_expression(expression)
+        tiles = np.asarray(tiles)
+        if tiles.ndim != 4:
+            raise ModelError(f"tiles must be (B, bands, H, W), got shape {tiles.shape}")
+        b, c, h, w = tiles.shape
+        if c != self.info.bands:
+            raise ModelError(f"model {self.info.model_id} expects {self.info.bands} bands, got {c}; "
+                             "choose the bands with --bands")
+        if b == 0:
+            return np.zeros((0, h, w), np.float32)
+        size = self.info.input_size
+        x = torch.from_numpy(np.ascontiguousarray(tiles, dtype=np.float32)).to(self.device)
+        with torch.inference_mode(), self._autocast():
+            if (h, w) != (size, size):
+                x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+            text = {k: v.expand(b, -1) for k, v in expression.batch.items()}
+            logits = self.model(x, text, text_cache=expression.cache).logits.float()
+            if (h, w) != (size, size):
+                logits = F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False)
+            prob = logits.softmax(1)[:, 1]
+        return prob.cpu().numpy().astype(np.float32)
+
+
+def info_from_model(model, model_id: str, checksum: str, meta: dict | None = None) -> ModelInfo:
+    cfg = model.cfg
+    meta = meta or {}
+    extra = {"preset": cfg.name, "architecture": "btdnet"}
+    for k in ("provenance", "training", "metrics"):
+        if k in meta:
+            extra[k] = meta[k]
+    return ModelInfo(
+        model_id=model_id, checksum=checksum, input_size=cfg.input_size, bands=cfg.vision.in_chans,
+        mean=tuple(cfg.mean), std=tuple(cfg.std), threshold=cfg.threshold, gsd_m=cfg.gsd_m,
+        max_tokens=cfg.max_tokens, extra=extra,
+    )
+
+
+def load_predictor(name_or_path: str, device: str = "auto", bands: int | None = None) -> BTDNetPredictor:
+    """A preset name (``btdnet-lite``...) or a checkpoint path -> a ready :class:`BTDNetPredictor`.
+
+    ``bands``: the number of bands the caller will feed; refused when the model expects another.
+    """
+    from rrsis_geo.models.checkpoint import load_checkpoint, sha256_file
+    from rrsis_geo.models.registry import PRESETS, create_model
+
+    name_or_path = str(name_or_path)
+    if name_or_path in PRESETS:
+        model = create_model(name_or_path)
+        prov = model.provenance
+        checksum = f"preset:{name_or_path}:random-init:seed={prov['init_seed']}"
+        if prov.get("pretrained"):
+            checksum += ":pretrained=" + ",".join(v["source"] for v in prov["pretrained"].values())
+        info = info_from_model(model, name_or_path, checksum, {"provenance": prov})
+    else:
+        path = Path(name_or_path).expanduser()
+        if not path.exists():
+            from rrsis_geo.models.registry import list_presets
+
+            raise ModelError(f"model {name_or_path!r} is neither a preset ({', '.join(list_presets())}) "
+                             "nor an existing checkpoint file")
+        model, meta = load_checkpoint(path)
+        info = info_from_model(model, path.stem, sha256_file(path), meta)
+    if bands is not None and bands != info.bands:
+        raise ModelError(f"model {info.model_id} expects {info.bands} bands but {bands} were selected; "
+                         f"choose {info.bands} bands with --bands")
+    return BTDNetPredictor(model, info, device)

@@ -1,0 +1,70 @@
+"""MCI: Multi-scale Context Integration.
+
+BTDNet (arXiv 2502.08486) [paper]: cross-attention vision->language then language->vision over the
+multi-scale features, repeated n times. Details [ours]: every stage map is projected to ``dim``
+with a 1x1 conv, flattened and concatenated into one token sequence (plus a learned per-scale
+embedding); each iteration lets the text tokens attend to all visual tokens (+FFN), then the
+visual tokens attend to the text (+FFN); the sequence is split back into the four maps. Nothing
+depends on the input size.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from rrsis_geo.models.config import MCIConfig
+
+
+class CrossAttentionLayer(nn.Module):
+    """Post-norm cross-attention + FFN (queries attend to a context sequence)."""
+
+    def __init__(self, dim: int, heads: int, ffn_ratio: float, dropout: float):
+        super().__init__()
+        self.attn = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
+        self.norm1 = nn.LayerNorm(dim)
+        hidden = int(dim * ffn_ratio)
+        self.ffn = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, dim))
+        self.norm2 = nn.LayerNorm(dim)
+
+    def forward(self, q: torch.Tensor, ctx: torch.Tensor, ctx_pad: torch.Tensor | None = None) -> torch.Tensor:
+        q = self.norm1(q + self.attn(q, ctx, ctx, key_padding_mask=ctx_pad, need_weights=False)[0])
+        return self.norm2(q + self.ffn(q))
+
+
+class MCI(nn.Module):
+    """Projects the stage maps and the fused text to ``dim`` and runs ``iters`` rounds of
+    text->vision and vision->text cross-attention over all scales at once."""
+
+    def __init__(self, v_dims: list[int], l_dim: int, cfg: MCIConfig):
+        super().__init__()
+        d = cfg.dim
+        self.proj = nn.ModuleList(nn.Sequential(nn.Conv2d(c, d, 1), nn.GroupNorm(32 if d % 32 == 0 else 1, d))
+                                  for c in v_dims)
+        self.scale_embed = nn.Parameter(torch.zeros(len(v_dims), d))
+        nn.init.trunc_normal_(self.scale_embed, std=0.02)
+        self.text_proj = nn.Sequential(nn.Linear(l_dim, d), nn.LayerNorm(d))
+        self.text_layers = nn.ModuleList(CrossAttentionLayer(d, cfg.heads, cfg.ffn_ratio, cfg.dropout)
+                                         for _ in range(cfg.iters))
+        self.vis_layers = nn.ModuleList(CrossAttentionLayer(d, cfg.heads, cfg.ffn_ratio, cfg.dropout)
+                                        for _ in range(cfg.iters))
+
+    def forward(self, feats: list[torch.Tensor], l: torch.Tensor, mask: torch.Tensor):
+        """Returns (maps: list of (B, dim, Hi, Wi), visual tokens (B, N, dim), text (B, T, dim))."""
+        shapes, tokens = [], []
+        for i, (f, proj) in enumerate(zip(feats, self.proj)):
+            x = proj(f)
+            shapes.append(x.shape[-2:])
+            tokens.append(x.flatten(2).transpose(1, 2) + self.scale_embed[i])
+        vis = torch.cat(tokens, 1)
+        txt = self.text_proj(l)
+        pad = ~mask.bool()
+        for t_layer, v_layer in zip(self.text_layers, self.vis_layers):
+            txt = t_layer(txt, vis)  # language queries gather visual context
+            vis = v_layer(vis, txt, pad)  # visual tokens read the updated language
+        maps, start = [], 0
+        for h, w in shapes:
+            n = h * w
+            maps.append(vis[:, start:start + n].transpose(1, 2).reshape(vis.shape[0], -1, h, w))
+            start += n
+        return maps, vis, txt

@@ -1,0 +1,62 @@
+"""What ``rrsis model info`` prints: parameters per component, input size, FLOPs per tile."""
+
+from __future__ import annotations
+
+import torch
+
+COMPONENTS = ("vision", "text", "bsc", "mci", "decoder", "fgbg", "seg_head", "dmols")
+
+
+def count_parameters(model) -> dict[str, int]:
+    """Parameters per top-level component (``dmols`` is training-only) and the total."""
+    out = {}
+    for name in COMPONENTS:
+        mod = getattr(model, name, None)
+        out[name] = sum(p.numel() for p in mod.parameters()) if mod is not None else 0
+    out["total"] = sum(p.numel() for p in model.parameters())
+    return out
+
+
+def estimate_flops(model, size: int | None = None, tokens: int | None = None) -> int:
+    """Forward FLOPs (2 x multiply-adds of matmuls/convs, as counted by
+    ``torch.utils.flop_counter``) for one tile at inference, computed on the meta device (no
+    real compute). Elementwise ops and softmax are not counted."""
+    import copy
+
+    from torch.utils.flop_counter import FlopCounterMode
+
+    cfg = model.cfg
+    size = size or cfg.input_size
+    tokens = tokens or cfg.max_tokens
+    meta_model = copy.deepcopy(model).to("meta").eval()
+    x = torch.zeros(1, cfg.vision.in_chans, size, size, device="meta")
+    ids = torch.zeros(1, tokens, dtype=torch.long, device="meta")
+    text = {"input_ids": ids, "attention_mask": torch.ones_like(ids),
+            "masked_input_ids": ids, "masked_attention_mask": torch.ones_like(ids)}
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        meta_model(x, text)
+    return int(counter.get_total_flops())
+
+
+def summarize(model, meta: dict | None = None) -> dict:
+    cfg = model.cfg
+    info = {
+        "preset": cfg.name,
+        "input_size": cfg.input_size,
+        "bands": cfg.vision.in_chans,
+        "max_tokens": cfg.max_tokens,
+        "vision": cfg.vision.kind,
+        "text_layers": f"{cfg.text.num_layers} (stages {'-'.join(map(str, cfg.text.stage_layers))})",
+        "mci_iters": cfg.mci.iters,
+        "parameters": count_parameters(model),
+    }
+    try:
+        info["gflops_per_tile"] = round(estimate_flops(model) / 1e9, 1)
+    except Exception as exc:  # the estimate is informative only
+        info["gflops_per_tile"] = f"unavailable ({type(exc).__name__})"
+    if meta:
+        for k in ("gsd_m", "threshold", "provenance", "training", "metrics"):
+            if meta.get(k) is not None:
+                info[k] = meta[k]
+    return info

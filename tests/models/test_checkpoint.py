@@ -1,0 +1,213 @@
+"""Self-describing safetensors checkpoints and the Predictor built from them."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from rrsis_geo.errors import CheckpointError, ExpressionError, ModelError
+from rrsis_geo.models import create_model, load_checkpoint, load_predictor, read_metadata, save_checkpoint
+from rrsis_geo.predictor import Predictor
+
+SMALL = {"input_size": 64}  # a small tile side keeps the predictor tests fast
+
+
+@pytest.fixture
+def small_model():
+    return create_model("btdnet-tiny", **SMALL).eval()
+
+
+@pytest.fixture
+def ckpt(tmp_path, small_model):
+    return save_checkpoint(small_model, tmp_path / "m.safetensors", gsd_m=0.5, metrics={"oIoU": 1.0})
+
+
+def rewrite(src, dst, tensors=None, meta=None):
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(str(src), "pt") as f:
+        t = {k: f.get_tensor(k) for k in f.keys()}
+        m = dict(f.metadata())
+    save_file(tensors(t) if tensors else t, str(dst), metadata=meta(m) if meta else m)
+    return dst
+
+
+def test_save_load_identical_outputs(ckpt, small_model, text_proc, images):
+    model, meta = load_checkpoint(ckpt)
+    t = text_proc(["the bridge over the river", "vehicle"])
+    x = images(2, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(model(x, t).logits, small_model(x, t).logits)
+    assert not model.training
+
+
+def test_metadata_is_complete(ckpt, small_model):
+    meta = read_metadata(ckpt)
+    assert meta["format_version"] == 1 and meta["architecture"] == "btdnet" and meta["preset"] == "btdnet-tiny"
+    assert meta["max_tokens"] == 20 and meta["input_size"] == 64 and meta["bands"] == 3
+    assert meta["gsd_m"] == 0.5 and meta["config"]["gsd_m"] == 0.5 and meta["threshold"] == 0.5
+    assert meta["mean"] == [0.485, 0.456, 0.406] and meta["tokenizer"]["vocab"] == "bert-base-uncased"
+    assert meta["metrics"] == {"oIoU": 1.0} and meta["provenance"]["preset"] == "btdnet-tiny"
+    # the stored config rebuilds the same architecture
+    assert meta["config"]["mci"] == {"dim": 32, "iters": 1, "heads": 2, "ffn_ratio": 2.0, "dropout": 0.0}
+
+
+def test_wrapped_model_saves_bare_keys(tmp_path, small_model):
+    import torch.nn as nn
+
+    class Wrapper(nn.Module):  # stands in for DistributedDataParallel (same .module attribute)
+        def __init__(self, m):
+            super().__init__()
+            self.module = m
+
+    path = save_checkpoint(Wrapper(small_model), tmp_path / "ddp.safetensors")
+    model, _ = load_checkpoint(path)  # strict: "module." prefixes would be unexpected keys
+    assert torch.equal(model.fgbg.bg_tokens, small_model.fgbg.bg_tokens)
+
+
+def test_save_is_atomic_and_leaves_no_temp_files(tmp_path, small_model):
+    path = tmp_path / "a.safetensors"
+    path.write_bytes(b"old")
+    save_checkpoint(small_model, path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.safetensors"]
+    read_metadata(path)
+
+
+def test_save_failure_keeps_the_old_file(tmp_path, small_model, monkeypatch):
+    import safetensors.torch
+
+    path = tmp_path / "a.safetensors"
+    path.write_bytes(b"old")
+
+    def boom(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(safetensors.torch, "save_file", boom)
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint(small_model, path)
+    assert path.read_bytes() == b"old" and sorted(p.name for p in tmp_path.iterdir()) == ["a.safetensors"]
+
+
+def test_not_a_safetensors_file(tmp_path):
+    p = tmp_path / "x.safetensors"
+    torch.save({"a": torch.zeros(1)}, p)  # a pickle
+    with pytest.raises(CheckpointError, match="not a safetensors file"):
+        load_checkpoint(p)
+
+
+def test_safetensors_without_our_metadata(tmp_path):
+    from safetensors.torch import save_file
+
+    p = tmp_path / "foreign.safetensors"
+    save_file({"a": torch.zeros(1)}, str(p))
+    with pytest.raises(CheckpointError, match="not an rrsis-geo checkpoint"):
+        load_checkpoint(p)
+
+
+def test_other_architecture_refused(tmp_path, ckpt):
+    def meta(m):
+        d = json.loads(m["rrsis_geo"])
+        d["architecture"] = "lavt"
+        return {"rrsis_geo": json.dumps(d)}
+
+    p = rewrite(ckpt, tmp_path / "lavt.safetensors", meta=meta)
+    with pytest.raises(CheckpointError, match="architecture 'lavt'"):
+        load_checkpoint(p)
+
+
+def test_missing_and_unexpected_keys_listed(tmp_path, ckpt):
+    def edit(t):
+        t.pop("fgbg.bg_tokens")
+        t["head.extra"] = torch.zeros(2)
+        return t
+
+    p = rewrite(ckpt, tmp_path / "edited.safetensors", tensors=edit)
+    with pytest.raises(CheckpointError) as e:
+        load_checkpoint(p)
+    assert "fgbg.bg_tokens" in str(e.value) and "head.extra" in str(e.value)
+
+
+def test_config_disagreeing_with_tensors_refused(tmp_path, ckpt):
+    def meta(m):
+        d = json.loads(m["rrsis_geo"])
+        d["config"]["mci"]["dim"] = 64
+        return {"rrsis_geo": json.dumps(d)}
+
+    p = rewrite(ckpt, tmp_path / "wide.safetensors", meta=meta)
+    with pytest.raises(CheckpointError, match="shape mismatch"):
+        load_checkpoint(p)
+
+
+# -- Predictor ---------------------------------------------------------------------------------
+
+def test_load_predictor_from_path_alone(ckpt):
+    pred = load_predictor(str(ckpt), device="cpu")
+    assert isinstance(pred, Predictor)
+    info = pred.info
+    assert info.checksum == hashlib.sha256(ckpt.read_bytes()).hexdigest()
+    assert info.input_size == 64 and info.bands == 3 and info.gsd_m == 0.5 and info.max_tokens == 20
+    assert info.model_id == "m"
+
+
+def test_predict_shapes_resize_and_probabilities(ckpt, small_model, text_proc):
+    pred = load_predictor(str(ckpt), device="cpu")
+    enc = pred.encode_expression("the bridge over the river")
+    tiles = np.random.default_rng(0).standard_normal((3, 3, 64, 64)).astype(np.float32)
+    p = pred.predict(tiles, enc)
+    assert p.shape == (3, 64, 64) and p.dtype == np.float32 and (p >= 0).all() and (p <= 1).all()
+    # equals the model's own softmax fg probability
+    t = {k: v.expand(3, -1) for k, v in text_proc(["the bridge over the river"]).items()}
+    with torch.no_grad():
+        ref = small_model(torch.from_numpy(tiles), t).logits.softmax(1)[:, 1].numpy()
+    np.testing.assert_allclose(p, ref, atol=1e-5)
+    # other tile sizes are resized to the input size and back
+    odd = pred.predict(np.zeros((2, 3, 40, 72), np.float32), enc)
+    assert odd.shape == (2, 40, 72)
+
+
+def test_predict_cached_expression_equals_string(ckpt):
+    pred = load_predictor(str(ckpt), device="cpu")
+    tiles = np.random.default_rng(1).standard_normal((2, 3, 64, 64)).astype(np.float32)
+    enc = pred.encode_expression("vehicle")
+    np.testing.assert_allclose(pred.predict(tiles, enc), pred.predict(tiles, "vehicle"), atol=1e-6)
+    np.testing.assert_allclose(pred.predict(tiles[:1], enc), pred.predict(tiles, enc)[:1], atol=1e-5)
+
+
+def test_wrong_band_count(ckpt):
+    with pytest.raises(ModelError, match="expects 3 bands"):
+        load_predictor(str(ckpt), device="cpu", bands=4)
+    pred = load_predictor(str(ckpt), device="cpu")
+    with pytest.raises(ModelError, match="expects 3 bands, got 4"):
+        pred.predict(np.zeros((1, 4, 64, 64), np.float32), "vehicle")
+
+
+def test_empty_and_long_expressions(ckpt):
+    pred = load_predictor(str(ckpt), device="cpu")
+    with pytest.raises(ExpressionError):
+        pred.encode_expression("  ")
+    with pytest.warns(UserWarning, match="truncated"):
+        enc = pred.encode_expression("the ship " + "which is very very big " * 10)
+    assert enc.truncated
+
+
+def test_unknown_model_name():
+    with pytest.raises(ModelError, match="neither a preset"):
+        load_predictor("btdnet-huge")
+
+
+def test_preset_predictor_info():
+    pred = load_predictor("btdnet-tiny", device="cpu")
+    assert pred.info.model_id == "btdnet-tiny" and pred.info.checksum.startswith("preset:btdnet-tiny:random-init")
+    assert pred.info.input_size == 512
+
+
+def test_cuda_request_without_cuda(ckpt):
+    if torch.cuda.is_available():
+        pytest.skip("CUDA present")
+    with pytest.raises(ModelError, match="CUDA is not available"):
+        load_predictor(str(ckpt), device="cuda")
