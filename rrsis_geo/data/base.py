@@ -175,6 +175,7 @@ class ReferringDataset(Dataset):
     """
 
     format_name = "base"
+    gsd_m: float | None = None  # ground resolution of the imagery in metres, when known
 
     def __init__(self, root, splits, transforms=None, on_error: str = "raise"):
         self.root = Path(root)

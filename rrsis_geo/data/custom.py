@@ -125,6 +125,10 @@ class CustomGeoDataset(ReferringDataset):
             except Exception as exc:
                 raise DatasetError(f"cannot read raster {p}: {exc}") from None
 
+        crs0, t0 = self._rasters[0][1], self._rasters[0][2]
+        if crs0.is_projected and abs(crs0.linear_units_factor[1] - 1.0) < 1e-9:
+            self.gsd_m = float(abs(t0.a))
+
         # Place every row on a raster, in that raster's CRS.
         placed = []  # (row index, raster index, geometry in raster CRS, centre col/row)
         taken = np.zeros(len(gdf), bool)

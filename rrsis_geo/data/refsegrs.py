@@ -46,6 +46,7 @@ def _find(folder: Path, stem: str) -> Path | None:
 
 class RefSegRS(ReferringDataset):
     format_name = "refsegrs"
+    gsd_m = 0.13
 
     def __init__(self, root, splits=("train",), transforms=None, on_error: str = "raise"):
         super().__init__(root, splits, transforms, on_error)

@@ -44,44 +44,41 @@ def foreground(logits: torch.Tensor) -> torch.Tensor:
     return logits[:, 1] > logits[:, 0]
 
 
-def _models_api():
-    try:
-        import rrsis_geo.models as models
-    except ImportError as exc:  # pragma: no cover - the package ships the models
-        raise RuntimeError(f"rrsis_geo.models is not importable: {exc}") from None
-    for name in ("create_model", "save_checkpoint", "load_checkpoint"):
-        if not hasattr(models, name):
-            raise RuntimeError(f"rrsis_geo.models has no {name}(): the model package is not integrated yet")
-    return models
+def build_bundle(name: str, overrides: dict | None = None, init: str | Path | None = None, *, seed: int = 0,
+                 input_size: int | None = None) -> ModelBundle:
+    """A BTDNet preset (or a starting checkpoint, ``init``) wrapped for the trainer.
 
+    ``overrides`` go to ``create_model`` (``{"mci": {"iters": 1}}``, ``{"vision__weights": PATH}``);
+    ``input_size`` is recorded in the model config so its checkpoints describe the training size.
+    """
+    import rrsis_geo.models as models
+    from rrsis_geo.errors import ConfigError
 
-def build_bundle(name: str, overrides: dict | None = None, init: str | Path | None = None) -> ModelBundle:
-    """A BTDNet preset (optionally starting from a checkpoint) wrapped for the trainer."""
-    models = _models_api()
     overrides = dict(overrides or {})
+    if input_size is not None:
+        overrides.setdefault("input_size", int(input_size))
     if init is not None:
-        model, meta = _load(models, init)
-        if overrides:
-            from rrsis_geo.errors import ConfigError
-
-            raise ConfigError("model.overrides cannot change a model loaded from model.init")
+        if not Path(init).expanduser().exists():
+            raise ConfigError(f"model.init: {init} does not exist (make it with `rrsis init-weights --swin ... --bert ... -o {init}`)")
+        model, _meta = models.load_checkpoint(Path(init).expanduser())
+        extra = {k: v for k, v in overrides.items() if k != "input_size"}
+        if extra:
+            raise ConfigError(f"model.overrides ({', '.join(extra)}) cannot change a model loaded from model.init")
+        if input_size is not None:
+            model.cfg.input_size = int(input_size)
     else:
-        model = models.create_model(name, **overrides)
-    return wrap_btdnet(models, model, name)
+        try:
+            model = models.create_model(name, seed=seed, **overrides)
+        except TypeError as exc:
+            raise ConfigError(f"model.overrides: {exc}") from None
+    model.train()
+    return wrap_btdnet(model, name)
 
 
-def _load(models, path):
-    loaded = models.load_checkpoint(path)
-    if isinstance(loaded, tuple):
-        return loaded[0], (loaded[1] if len(loaded) > 1 else {})
-    return loaded, {}
+def wrap_btdnet(model: nn.Module, name: str) -> ModelBundle:
+    import rrsis_geo.models as models
 
-
-def wrap_btdnet(models, model: nn.Module, name: str) -> ModelBundle:
-    cfg = getattr(model, "cfg", None)
-    text = models.TextProcessor.from_config(cfg.text) if hasattr(models.TextProcessor, "from_config") else models.TextProcessor()
-    mean = tuple(getattr(cfg, "mean", IMAGENET_MEAN)) if cfg is not None else IMAGENET_MEAN
-    std = tuple(getattr(cfg, "std", IMAGENET_STD)) if cfg is not None else IMAGENET_STD
-    return ModelBundle(model=model, text_processor=text, param_groups=models.param_groups,
-                       save=models.save_checkpoint, name=name, mean=mean, std=std,
-                       info={"input_size": getattr(cfg, "input_size", None)})
+    cfg = model.cfg
+    return ModelBundle(model=model, text_processor=models.TextProcessor.from_config(cfg),
+                       param_groups=models.param_groups, save=models.save_checkpoint, name=name,
+                       mean=tuple(cfg.mean), std=tuple(cfg.std), info={"input_size": cfg.input_size})

@@ -61,3 +61,65 @@ def run_evaluation(model, text_processor, dataset, *, device, batch_size: int = 
     finally:
         model.train(was_training)
     return metrics, examples
+
+
+def evaluate_checkpoint(checkpoint, fmt: str, root, split: str = "test", *, out_dir=None, native: bool = False,
+                        strict: bool = False, empty: str = "zero", batch_size: int = 8, device: str = "auto",
+                        amp: str = "off", grid: int = 8, limit: int = 0, num_workers: int = 0, on_error: str = "raise",
+                        progress=None, **data_options) -> dict:
+    """``rrsis eval``: load a self-describing checkpoint, evaluate it on a dataset split, write
+    ``metrics.json`` / ``metrics.csv`` / ``per_sample.csv`` / ``grid.png`` under ``out_dir``."""
+    import csv
+    import json
+    from pathlib import Path
+
+    import rrsis_geo.models as models
+    from rrsis_geo.data import open_dataset
+    from rrsis_geo.data.transforms import build_transforms
+    from rrsis_geo.errors import ConfigError
+    from rrsis_geo.models.checkpoint import sha256_file
+    from rrsis_geo.training.logs import prediction_grid
+
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda: no CUDA device is available")
+    dev = torch.device("cuda" if device in ("auto", "cuda") and torch.cuda.is_available() else "cpu")
+    model, meta = models.load_checkpoint(checkpoint, device=dev)
+    cfg = model.cfg
+    size = int(meta.get("input_size") or cfg.input_size)
+    transforms = build_transforms(size, False, tuple(cfg.mean), tuple(cfg.std), keep_native=native)
+    ds = open_dataset(fmt, root, split, transforms, on_error, **data_options)
+    if limit:
+        ds.records = ds.records[:limit]
+    if len(ds) == 0:
+        from rrsis_geo.errors import DatasetError
+
+        raise DatasetError(f"no {split} samples in {root}; run `rrsis data check --format {fmt} {root}`")
+    text = models.TextProcessor.from_config(cfg)
+    metrics, examples = run_evaluation(model, text, ds, device=dev, batch_size=batch_size, native=native, strict=strict,
+                                       empty=empty, amp=amp, num_workers=num_workers, keep_examples=grid, progress=progress)
+    result = metrics.compute()
+    report = {
+        "checkpoint": str(checkpoint), "sha256": sha256_file(checkpoint), "format": fmt, "root": str(root), "split": split,
+        "options": {"input_size": size, "native_resolution": native, "strict": strict, "empty": empty},
+        "skipped_unreadable": len(ds.skipped), "metrics": result, "samples": metrics.per_sample(),
+    }
+    if out_dir is not None:
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "metrics.json").write_text(json.dumps(report, indent=1))
+        cols = ["n", "mIoU", "oIoU", *[k for k in result if k.startswith("Pr@")]]
+        with open(out / "metrics.csv", "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["category", *cols])
+            w.writerow(["overall", *[result[c] for c in cols]])
+            for name, r in result["per_category"].items():
+                w.writerow([name, *[r[c] for c in cols]])
+        with open(out / "per_sample.csv", "w", newline="") as f:
+            rows = metrics.per_sample()
+            w = csv.DictWriter(f, fieldnames=list(rows[0]))
+            w.writeheader()
+            w.writerows(rows)
+        if examples:
+            prediction_grid(examples, out / "grid.png", cfg.mean, cfg.std)
+        report["out_dir"] = str(out)
+    return report

@@ -41,7 +41,7 @@ def build_datasets(cfg: dict, bundle: ModelBundle):
         "format": d["format"], "root": str(Path(d["root"]).resolve()),
         "train_split": d["train_split"], "train_samples": len(train),
         "val_split": d["val_split"], "val_samples": len(val) if val is not None else 0,
-        "input_size": size, "dropped_unreadable": len(dropped),
+        "input_size": size, "gsd_m": getattr(train, "gsd_m", None), "dropped_unreadable": len(dropped),
         "index_problems": len(train.problems) + (len(val.problems) if val is not None else 0),
     }
     return train, val, info
@@ -51,7 +51,8 @@ def run_training(cfg: dict, bundle: ModelBundle | None = None, hooks=(), dist: D
     dist = dist or init_distributed(cfg["run"]["device"])
     if bundle is None:
         m = cfg["model"]
-        bundle = build_bundle(m["name"], m["overrides"], m["init"])
+        bundle = build_bundle(m["name"], m["overrides"], m["init"], seed=int(cfg["run"]["seed"]),
+                              input_size=cfg["data"]["input_size"])
     train, val, info = build_datasets(cfg, bundle)
     trainer = Trainer(cfg, bundle, train, val, dist=dist, hooks=hooks, data_info=info)
     return trainer.fit()

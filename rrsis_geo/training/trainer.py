@@ -234,7 +234,10 @@ class Trainer:
             "metrics_per_category": (metrics or {}).get("per_category", {}),
             "config": self.cfg,
         }
-        atomic_write(self.out_dir / name, lambda tmp: self.bundle.save(self.module, tmp, training=training))
+        meta = {"training": training, "metrics": training["metrics"]}
+        if self.data_info.get("gsd_m"):
+            meta["gsd_m"] = float(self.data_info["gsd_m"])
+        atomic_write(self.out_dir / name, lambda tmp: self.bundle.save(self.module, tmp, **meta))
 
     # -- one epoch ----------------------------------------------------------------------------
     def _loader(self, epoch: int, start_step: int) -> DataLoader:
