@@ -58,6 +58,7 @@ DEFAULTS: dict[str, Any] = {
             "negative_fraction": 0.0,
             "bands": [1, 2, 3],
             "value_scale": None,
+            "split_seed": 0,  # which blocks go to validation (independent of run.seed)
         },
     },
     "optim": {

@@ -87,6 +87,12 @@ def evaluate_checkpoint(checkpoint, fmt: str, root, split: str = "test", *, out_
     cfg = model.cfg
     size = int(meta.get("input_size") or cfg.input_size)
     transforms = build_transforms(size, False, tuple(cfg.mean), tuple(cfg.std), keep_native=native)
+    if fmt == "custom":  # cut the chips and blocks the way the training run did, unless told otherwise
+        trained = (meta.get("training") or {}).get("config", {}).get("data", {})
+        options = dict(trained.get("custom", {})) if trained.get("format") == "custom" else {}
+        if "split_seed" in options:
+            options["seed"] = options.pop("split_seed")
+        data_options = {**options, **data_options}
     ds = open_dataset(fmt, root, split, transforms, on_error, **data_options)
     if limit:
         ds.records = ds.records[:limit]

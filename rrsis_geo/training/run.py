@@ -22,7 +22,10 @@ def _limit(ds, n: int):
 
 def build_datasets(cfg: dict, bundle: ModelBundle):
     d, seed = cfg["data"], int(cfg["run"]["seed"])
-    options = dict(d["custom"], seed=seed) if d["format"] == "custom" else {}
+    options = {}
+    if d["format"] == "custom":
+        options = dict(d["custom"])
+        options["seed"] = options.pop("split_seed")
     size = d["input_size"]
     train_t = build_transforms(size, True, bundle.mean, bundle.std, d["occlusion_p"], d["occlusion_box"], d["occlusion_boxes"], seed)
     val_t = build_transforms(size, False, bundle.mean, bundle.std)

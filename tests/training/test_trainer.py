@@ -140,3 +140,21 @@ def test_full_disk_keeps_previous_checkpoint(make_cfg, monkeypatch):
         run_training(cfg2, bundle=tiny_bundle())
     assert (out / "last.state.safetensors").read_bytes() == before
     assert not list(out.glob(".*tmp*"))
+
+
+def test_trains_on_custom_geotiff_data(tmp_path):
+    """The custom reader's georeferencing keys travel through collate and the loop."""
+    from rrsis_geo.training.config import load_config
+    from tests.data.custom import data as custom_data
+
+    custom_data.write(tmp_path / "geo")
+    cfg = load_config(None, [
+        f"data.root={tmp_path / 'geo'}", "data.format=custom", "data.input_size=16", "data.num_workers=0",
+        "data.custom.expression_column=text", "data.custom.chip_size=16", "data.custom.block_chips=2",
+        "data.custom.val_fraction=0.3", "data.custom.negative_fraction=1.0", f"run.out_dir={tmp_path / 'run'}",
+        "run.device=cpu", "optim.batch_size=2", "optim.epochs=1", "log.progress=false", "log.tensorboard=false"])
+    result = run_training(cfg, bundle=tiny_bundle())
+    with safe_open(str(tmp_path / "run" / "last.safetensors"), "pt") as f:
+        meta = json.loads(f.metadata()["rrsis_meta"])
+    assert meta["gsd_m"] == 2.0  # the raster's pixel size, in metres
+    assert meta["training"]["data"]["train_samples"] >= 2 and result["history"][0]["n"] >= 1
