@@ -133,3 +133,43 @@ def test_init_weights_from_user_files(tmp_path):
                        src.state_dict()["encoder.layer.0.attention.self.query.weight"])
     res = CliRunner().invoke(cli, args)
     assert res.exit_code == 2 and "--force" in res.output
+
+
+@pytest.mark.slow
+def test_btdnet_tiny_resume_is_exact(tmp_path):
+    """The real model (dropout, D-MOLS masking, AdamW state) in deterministic CPU mode:
+    2 epochs straight == 1 epoch, killed, resumed; parameter for parameter."""
+    from rrsis_geo.training.config import load_config
+    from rrsis_geo.training.run import run_training
+    from rrsis_geo.training.state import load_state, model_state_from
+
+    root = shapes_data.write(tmp_path / "shapes", n_train=4, n_val=2, size=64)
+
+    def cfg(out):
+        return load_config(None, [f"data.root={root}", "data.format=refsegrs", "data.input_size=64", "data.num_workers=0",
+                                  f"run.out_dir={tmp_path / out}", "run.device=cpu", "run.deterministic=true", "model.name=btdnet-tiny",
+                                  "optim.batch_size=2", "optim.epochs=2", "optim.encoder_lr=1e-3", "optim.head_lr=1e-3",
+                                  "data.occlusion_p=0.5", "data.occlusion_box=16", "log.progress=false", "log.tensorboard=false"])
+
+    class Killed(Exception):
+        pass
+
+    def kill(tr):
+        if tr.epoch == 1:
+            raise Killed()
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        run_training(cfg("straight"))
+        with pytest.raises(Killed):
+            run_training(cfg("resumed"), hooks=[kill])
+        run_training(cfg("resumed"))
+    finally:
+        torch.set_num_threads(n)
+        torch.use_deterministic_algorithms(False)
+    a = model_state_from(load_state(tmp_path / "straight" / "last.state.safetensors")[0])
+    b = model_state_from(load_state(tmp_path / "resumed" / "last.state.safetensors")[0])
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k

@@ -158,3 +158,39 @@ def test_trains_on_custom_geotiff_data(tmp_path):
         meta = json.loads(f.metadata()["rrsis_meta"])
     assert meta["gsd_m"] == 2.0  # the raster's pixel size, in metres
     assert meta["training"]["data"]["train_samples"] >= 2 and result["history"][0]["n"] >= 1
+
+
+def test_accumulation_matches_full_batch(make_cfg):
+    """batch 4 in one step == batch 4 as 2 accumulated micro-batches of 2."""
+    a = make_cfg("optim.epochs=1", "optim.clip_grad_norm=1.0", out="full")
+    b = make_cfg("optim.epochs=1", "optim.clip_grad_norm=1.0", "optim.accumulation=2", out="acc")
+    run_training(a, bundle=tiny_bundle(dropout=0.0))
+    run_training(b, bundle=tiny_bundle(dropout=0.0))
+    pa, pb = _params(a["run"]["out_dir"]), _params(b["run"]["out_dir"])
+    for k in pa:
+        torch.testing.assert_close(pa[k], pb[k], rtol=1e-4, atol=1e-6)
+    assert not torch.equal(pa["head.weight"], tiny_bundle().model.state_dict()["head.weight"])  # it trained
+
+
+def test_bf16_autocast_on_cpu_and_fp16_refused(make_cfg):
+    from rrsis_geo.errors import ConfigError
+
+    run_training(make_cfg("optim.epochs=1", "optim.amp=bf16", "run.deterministic=false"), bundle=tiny_bundle())
+    with pytest.raises(ConfigError, match="fp16 needs CUDA"):
+        run_training(make_cfg("optim.epochs=1", "optim.amp=fp16", out="fp16"), bundle=tiny_bundle())
+
+
+def test_verify_drops_corrupt_samples(make_cfg, tmp_path):
+    import shutil
+
+    from rrsis_geo.errors import DatasetError
+
+    root = tmp_path / "copy"
+    shutil.copytree(make_cfg()["data"]["root"], root)
+    (root / "images" / "0000.tif").write_bytes(b"broken")
+    with pytest.raises(DatasetError, match="0000.tif"):
+        run_training(make_cfg("optim.epochs=1", f"data.root={root}", out="r1"), bundle=tiny_bundle())
+    result = run_training(make_cfg("optim.epochs=1", f"data.root={root}", "data.verify=true", out="r2"), bundle=tiny_bundle())
+    with safe_open(str(Path(result["out_dir"]) / "last.safetensors"), "pt") as f:
+        meta = json.loads(f.metadata()["rrsis_meta"])
+    assert meta["training"]["data"]["dropped_unreadable"] == 1 and meta["training"]["data"]["train_samples"] == 15
