@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from cli.options import custom_data_options, custom_options, format_opt
+from cli.data_options import custom_data_options, custom_options, format_opt
 
 
 @click.group()

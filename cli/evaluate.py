@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from cli.options import custom_data_options, custom_options, format_opt
+from cli.data_options import custom_data_options, custom_options, format_opt
 
 
 @click.command()

@@ -1,4 +1,4 @@
-"""Click options shared by the training-side subcommands (declared once, stacked as decorators)."""
+"""Click options shared by the dataset-side subcommands (data check, eval), declared once."""
 
 from __future__ import annotations
 
