@@ -154,7 +154,8 @@ class CustomGeoDataset(ReferringDataset):
         positives_by_split: dict[str, list] = {}
         for i, ri, geom, col, row in placed:
             split = split_of[block_keys[i]]
-            expr = str(gdf[expression_column].iloc[i] or "").strip()
+            value = gdf[expression_column].iloc[i]
+            expr = "" if value is None or (isinstance(value, float) and np.isnan(value)) else str(value).strip()
             sid = f"row{i}"
             if not expr:
                 self.problems.append(Problem("empty_expression", f"row {i} has an empty {expression_column!r}", sid))

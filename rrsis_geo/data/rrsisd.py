@@ -132,7 +132,7 @@ class RRSISD(ReferringDataset):
             raise DatasetError(f"{inst_path} is not COCO-style instances (missing {exc})") from None
 
         present = {p.name for p in self.image_dir.iterdir() if p.is_file()}
-        used: set[str] = set()
+        used = {Path(str(img.get("file_name"))).name for img in images.values()}
         for ref in refs:
             split = ref.get("split")
             ref_id = ref.get("ref_id")

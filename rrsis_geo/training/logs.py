@@ -74,6 +74,7 @@ def plot_curves(out_dir) -> Path:
         if val and key in val[0]:
             axes[1].plot([int(r["epoch"]) for r in val], [float(r[key]) for r in val], marker="o", label=key)
     axes[1].set(title="validation", xlabel="epoch", ylabel="%")
+    axes[1].xaxis.get_major_locator().set_params(integer=True)
     if val:
         axes[1].legend()
     fig.tight_layout()
@@ -112,7 +113,7 @@ def prediction_grid(examples: list[dict], path, mean, std, cols: int = 4) -> Pat
         text = ex["expression"] if len(ex["expression"]) < 40 else ex["expression"][:37] + "..."
         ax.set_title(f"{text}\nIoU {100 * iou:.1f}", fontsize=8)
     fig.suptitle("green: ground truth, red: prediction", fontsize=9)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.94))
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return Path(path)

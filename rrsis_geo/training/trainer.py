@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -115,6 +116,9 @@ def poly_lambda(total_steps: int, power: float, warmup_iters: int = 0, warmup_fa
 
 
 def _seed_worker(worker_id: int) -> None:
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's business
     s = torch.initial_seed() % 2**32
     np.random.seed(s)
     random.seed(s)
@@ -162,6 +166,8 @@ class Trainer:
         self.epoch, self.step_in_epoch, self.global_step = 0, 0, 0
         self.best_oiou, self.history = -1.0, []
         self._last_plot = -1e9
+        self._last_loss = None
+        self._stop = False
         self._snapshot = None  # RNG at the last optimizer-step boundary (saved on Ctrl-C)
         self.logger = ScalarLog(self.out_dir, cfg["log"]["tensorboard"]) if self.dist.main else None
         self._maybe_resume()
@@ -204,7 +210,7 @@ class Trainer:
         self.epoch, self.step_in_epoch, self.global_step = pos["epoch"], pos["step_in_epoch"], pos["global_step"]
         self.best_oiou, self.history = header["best_oIoU"], header["history"]
         if self.dist.main:
-            log.info("resumed from %s at epoch %d step %d", path, self.epoch, self.step_in_epoch)
+            log.info("resumed from %s at epoch %d step %d", path, self.epoch + 1, self.step_in_epoch)
 
     # -- saving -------------------------------------------------------------------------------
     def _save_state(self, rng=None) -> None:
@@ -263,6 +269,8 @@ class Trainer:
             if loss is None:
                 raise RuntimeError("the model returned no loss in training mode with targets")
             self.scaler.scale(loss.float() / o["accumulation"]).backward()
+        parts = output_field(out, "losses") or {}
+        self._loss_parts.append({k: float(v.detach()) for k, v in parts.items() if torch.is_tensor(v) and v.numel() == 1})
         return float(loss.detach())
 
     def _optimizer_step(self) -> float | None:
@@ -289,12 +297,13 @@ class Trainer:
         self.module.train()
         loader = self._loader(self.epoch, self.step_in_epoch)
         bar = None
-        if self.dist.main and lg["progress"]:
+        if self.dist.main and lg["progress"] and sys.stderr.isatty():
             from tqdm import tqdm
 
             bar = tqdm(total=self.steps_per_epoch, initial=self.step_in_epoch, desc=f"epoch {self.epoch + 1}/{o['epochs']}",
                        unit="step", leave=False, dynamic_ncols=True)
         micro, losses, t0 = 0, [], time.perf_counter()
+        self._loss_parts = []
         self._snapshot = capture_rng()
         for batch in loader:
             micro += 1
@@ -306,14 +315,17 @@ class Trainer:
             self.global_step += 1
             self._snapshot = capture_rng()
             loss = sum(losses) / len(losses)
-            losses = []
+            parts = {f"loss_{k}": sum(p.get(k, 0.0) for p in self._loss_parts) / len(self._loss_parts)
+                     for k in self._loss_parts[0]} if self._loss_parts else {}
+            losses, self._loss_parts = [], []
+            self._last_loss = loss
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss:.4f}")
             if self.global_step % lg["every_iters"] == 0 or self.step_in_epoch == self.steps_per_epoch:
                 loss = self._reduce_mean(loss)
                 if self.logger is not None:
-                    row = {"epoch": self.epoch, "loss": loss, "samples_per_s": o["batch_size"] / max((time.perf_counter() - t0), 1e-9)}
+                    row = {"epoch": self.epoch, "loss": loss, **parts, "samples_per_s": o["batch_size"] / max((time.perf_counter() - t0), 1e-9)}
                     for g in self.optimizer.param_groups:
                         row[f"lr_{g.get('name', 'group')}"] = g["lr"]
                     if norm is not None:
@@ -325,8 +337,25 @@ class Trainer:
                 self._save_state(self._snapshot)
             for hook in self.hooks:
                 hook(self)
+            if self._stop_requested():
+                raise KeyboardInterrupt
         if bar is not None:
             bar.close()
+
+    # -- Ctrl-C ---------------------------------------------------------------------------------
+    def _on_sigint(self, signum, frame) -> None:
+        if self._stop:
+            raise KeyboardInterrupt  # second Ctrl-C: stop now (the state saved so far stays)
+        self._stop = True
+        log.warning("Ctrl-C: saving at the end of this step (press again to stop at once)")
+
+    def _stop_requested(self) -> bool:
+        """True once Ctrl-C was pressed in any process (all processes stop at the same step)."""
+        if not self.dist.enabled:
+            return self._stop
+        t = torch.tensor([1.0 if self._stop else 0.0], device=self.device if self.device.type == "cuda" else "cpu")
+        tdist.all_reduce(t)
+        return bool(t.item() > 0)
 
     # -- validation ---------------------------------------------------------------------------
     def validate(self) -> dict | None:
@@ -347,7 +376,13 @@ class Trainer:
 
     # -- the run ------------------------------------------------------------------------------
     def fit(self) -> dict:
+        import signal
+        import threading
+
         epochs = self.cfg["optim"]["epochs"]
+        previous = None
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.signal(signal.SIGINT, self._on_sigint)
         try:
             while self.epoch < epochs:
                 self.train_epoch()
@@ -362,6 +397,8 @@ class Trainer:
             raise Cancelled(f"interrupted at epoch {self.epoch + 1} step {self.step_in_epoch}; "
                             f"state saved to {self.out_dir / STATE}: run the same command again to resume") from None
         finally:
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)
             if self.logger is not None:
                 self.logger.close()
         return {"best_oIoU": self.best_oiou, "history": self.history, "out_dir": str(self.out_dir)}
@@ -377,6 +414,11 @@ class Trainer:
         self.epoch += 1
         self.step_in_epoch = 0
         if self.dist.main:
+            last_loss = self._last_loss if self._last_loss is not None else float("nan")
+            msg = f"epoch {self.epoch}/{self.cfg['optim']['epochs']}: loss {last_loss:.4f}"
+            if result is not None:
+                msg += f", val mIoU {result['mIoU']:.2f} oIoU {result['oIoU']:.2f}" + (" (best)" if improved else "")
+            log.info(msg)
             if result is not None and self.logger is not None:
                 self.logger.write("val", self.global_step, row)
             self._save_state()
