@@ -28,21 +28,23 @@ def info(name_or_path, as_json, no_flops):
     import json
     from pathlib import Path
 
-    from rrsis_geo.models import create_model, list_presets, load_checkpoint
+    from rrsis_geo.errors import ModelError
+    from rrsis_geo.models import config_from_dict, get_config, list_presets, read_metadata
     from rrsis_geo.models.checkpoint import sha256_file
-    from rrsis_geo.models.summary import count_parameters, summarize
+    from rrsis_geo.models.summary import count_parameters, meta_model, summarize
 
+    # shapes only: the model is built on the meta device (no weights are read or allocated)
     meta = None
     if name_or_path in list_presets():
-        m = create_model(name_or_path, pretrained=False)
+        cfg = get_config(name_or_path)
+    elif Path(name_or_path).exists():
+        meta = read_metadata(name_or_path)
+        cfg = config_from_dict(meta["config"])
     else:
-        from rrsis_geo.errors import ModelError
-
-        if not Path(name_or_path).exists():
-            raise ModelError(f"{name_or_path!r} is neither a preset ({', '.join(list_presets())}) nor a checkpoint file")
-        m, meta = load_checkpoint(name_or_path)
+        raise ModelError(f"{name_or_path!r} is neither a preset ({', '.join(list_presets())}) nor a checkpoint file")
+    m = meta_model(cfg)
     if no_flops:
-        data = {"preset": m.cfg.name, "input_size": m.cfg.input_size, "parameters": count_parameters(m)}
+        data = {"preset": cfg.name, "input_size": cfg.input_size, "parameters": count_parameters(m)}
     else:
         data = summarize(m, meta)
     if meta is not None:

@@ -3,7 +3,7 @@
     "Referring Remote Sensing Image Segmentation via Bidirectional Alignment Guided Joint
     Prediction" (BTDNet, arXiv 2502.08486).
 
-The authors released no code; ``/work/shared/design/btdnet.md`` is our reconstruction and every
+The authors released no code; the project design note ``btdnet.md`` is our reconstruction and every
 module marks its choices [paper] / [parent] (LAVT -> RMSIN -> FIANet) / [ours].
 
 Modules (one per component, in the order of the paper's figure)

@@ -62,12 +62,18 @@ class BTDNet(nn.Module):
     def __init__(self, cfg: BTDNetConfig):
         super().__init__()
         self.cfg = cfg
+        from rrsis_geo.errors import ConfigError
+
+        if not len(cfg.mean) == len(cfg.std) == cfg.vision.in_chans:
+            raise ConfigError(f"mean/std have {len(cfg.mean)}/{len(cfg.std)} values but the model takes "
+                              f"{cfg.vision.in_chans} bands (vision.in_chans)")
+        if cfg.max_tokens > cfg.text.max_position_embeddings:
+            raise ConfigError(f"max_tokens={cfg.max_tokens} exceeds the text encoder's "
+                              f"{cfg.text.max_position_embeddings} positions")
         # encoders [paper]
         self.vision = build_vision(cfg.vision, cfg.input_size)
         self.text = BertStages(cfg.text)
         if self.vision.num_stages != self.text.num_stages:
-            from rrsis_geo.errors import ConfigError
-
             raise ConfigError(f"{self.vision.num_stages} vision stages but {self.text.num_stages} text stages")
         v_dims, l_dim = self.vision.channels, cfg.text.hidden_size
         # bidirectional alignment after every stage [paper]

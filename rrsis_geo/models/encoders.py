@@ -23,7 +23,12 @@ from rrsis_geo.models.config import TextConfig, VisionConfig
 
 
 class SwinStages(nn.Module):
-    """timm's SwinTransformer without its final norm and head, run one stage at a time [paper]."""
+    """timm's SwinTransformer without its final norm and head, run one stage at a time [paper].
+
+    Maps whose side is not a multiple of the window are zero-padded inside each block (as in the
+    parents' Swin); timm pads after the cyclic shift where Microsoft's segmentation code pads
+    before it, which only matters at map borders that are not window multiples.
+    """
 
     def __init__(self, cfg: VisionConfig, img_size: int):
         super().__init__()
@@ -34,6 +39,10 @@ class SwinStages(nn.Module):
             embed_dim=cfg.embed_dim, depths=tuple(cfg.depths), num_heads=tuple(cfg.num_heads),
             window_size=cfg.window_size, drop_path_rate=cfg.drop_path_rate,
             strict_img_size=False,  # any input size; attention masks are built per forward
+            # keep the configured window (padding small maps) instead of shrinking it to the map:
+            # the parents' segmentation Swin does this, and the parameter shapes (relative-position
+            # tables) then do not depend on the input size [parent]
+            always_partition=True,
         )
         self.patch_embed = swin.patch_embed
         self.layers = swin.layers  # same key names as timm: patch_embed.*, layers.{i}.*

@@ -5,7 +5,8 @@ background stream with 5 learnable background tokens, adaptive pooling, and a pr
 expression with its object noun phrase masked (the "context without the target"). Details [ours]:
 
 * fg prototype  = Linear(masked-mean of the fused text tokens) + MLP(adaptive-pool(P))
-* bg prototypes = learnable tokens_k + Linear(adaptive-pool over the valid masked-text tokens)_k
+* bg prototypes = learnable tokens_k + Linear(adaptive-pool over the valid masked-text tokens)_k,
+  k = 1..n_bg_tokens (the text is pooled to one slot per background token)
 * scores        = cosine(P, prototype) / tau; background scores aggregated by logsumexp
 * logits        = [bg, fg] per pixel; pixel is target iff fg > bg [paper]
 """

@@ -57,7 +57,7 @@ class BTDNetPredictor:
 
     def encode_expression(self, expression: str) -> EncodedExpression:
         item = self.text_processor.process_one(expression)  # ExpressionError if empty
-        batch = {k: v.to(self.device) for k, v in self.text_processor([item.text]).items()}
+        batch = {k: v.to(self.device) for k, v in self.text_processor.collate([item]).items()}
         with torch.inference_mode(), self._autocast():
             cache = self.model.encode_text(batch)
         return EncodedExpression(item.text, batch, cache, item.truncated)

@@ -17,25 +17,31 @@ def count_parameters(model) -> dict[str, int]:
     return out
 
 
+def meta_model(cfg):
+    """A BTDNet with the config's shapes on the meta device: no memory, no weights, instant-ish."""
+    from rrsis_geo.models.btdnet import BTDNet
+
+    with torch.device("meta"):
+        return BTDNet(cfg).eval()
+
+
 def estimate_flops(model, size: int | None = None, tokens: int | None = None) -> int:
     """Forward FLOPs (2 x multiply-adds of matmuls/convs, as counted by
     ``torch.utils.flop_counter``) for one tile at inference, computed on the meta device (no
     real compute). Elementwise ops and softmax are not counted."""
-    import copy
-
     from torch.utils.flop_counter import FlopCounterMode
 
     cfg = model.cfg
     size = size or cfg.input_size
     tokens = tokens or cfg.max_tokens
-    meta_model = copy.deepcopy(model).to("meta").eval()
+    m = model if next(model.parameters()).is_meta else meta_model(cfg)
     x = torch.zeros(1, cfg.vision.in_chans, size, size, device="meta")
     ids = torch.zeros(1, tokens, dtype=torch.long, device="meta")
     text = {"input_ids": ids, "attention_mask": torch.ones_like(ids),
             "masked_input_ids": ids, "masked_attention_mask": torch.ones_like(ids)}
     counter = FlopCounterMode(display=False)
     with counter, torch.no_grad():
-        meta_model(x, text)
+        m(x, text)
     return int(counter.get_total_flops())
 
 

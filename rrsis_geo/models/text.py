@@ -279,7 +279,15 @@ class TextProcessor:
 
     @classmethod
     def from_config(cls, cfg) -> "TextProcessor":
-        return cls(cfg.tokenizer, cfg.max_tokens, cfg.masker, cfg.mask_determiners)
+        """The processor a model was configured (or trained) with. A checkpoint trained with the
+        NLTK masker still loads where NLTK's data is missing: the lexicon masker is used, with a
+        warning (it only changes which words the masked-text prior hides)."""
+        masker = cfg.masker
+        if masker == "nltk" and not nltk_available():
+            warnings.warn("this model was trained with NLTK noun-phrase masking but NLTK's data is not "
+                          "installed here; using the lexicon masker instead", UserWarning, stacklevel=2)
+            masker = "lexicon"
+        return cls(cfg.tokenizer, cfg.max_tokens, masker, cfg.mask_determiners)
 
     def process_one(self, text: str) -> MaskedExpression:
         if not isinstance(text, str) or not text.strip():
@@ -315,7 +323,10 @@ class TextProcessor:
     def __call__(self, expressions: list[str] | str) -> dict[str, torch.Tensor]:
         if isinstance(expressions, str):
             expressions = [expressions]
-        items = [self.process_one(t) for t in expressions]
+        return self.collate([self.process_one(t) for t in expressions])
+
+    def collate(self, items: list[MaskedExpression]) -> dict[str, torch.Tensor]:
+        """Stack already-processed expressions into the batch dict."""
         ids = torch.tensor([it.input_ids for it in items], dtype=torch.long)
         att = torch.tensor([it.attention_mask for it in items], dtype=torch.long)
         obj = torch.tensor([it.object_mask for it in items], dtype=torch.bool)

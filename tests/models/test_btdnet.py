@@ -201,3 +201,28 @@ def test_bf16_autocast_forward_and_backward(text_batch, images):
     assert out.logits.dtype == torch.bfloat16 and torch.isfinite(out.loss)
     out.loss.backward()
     assert torch.isfinite(model.fgbg.bg_tokens.grad).all()
+
+
+def test_overfits_one_sample(text_proc, images):
+    """Eight AdamW steps on one image/mask drive the loss down and the mask toward the target:
+    catches sign/order bugs ([bg, fg]) that shape tests cannot."""
+    torch.manual_seed(0)
+    model = create_model("btdnet-tiny", text__dropout=0.0).train()
+    opt = torch.optim.AdamW(param_groups(model, encoder_lr=1e-3, head_lr=3e-3))
+    x = images(1, 64, 64)
+    target = torch.zeros(1, 64, 64, dtype=torch.long)
+    target[:, 16:40, 24:56] = 1  # a 24 x 32 "storage tank"
+    text = text_proc(["the white storage tank on the left of the road"])
+    losses = []
+    for _ in range(8):
+        out = model(x, text, targets=target)
+        opt.zero_grad()
+        out.loss.backward()
+        opt.step()
+        losses.append(out.loss.item())
+    model.eval()
+    with torch.no_grad():
+        pred = model(x, text).logits.argmax(1)  # fg > bg
+    iou = ((pred == 1) & (target == 1)).sum() / ((pred == 1) | (target == 1)).sum()
+    assert losses[-1] < 0.5 * losses[0]
+    assert iou > 0.7

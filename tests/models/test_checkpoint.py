@@ -16,14 +16,21 @@ from rrsis_geo.predictor import Predictor
 SMALL = {"input_size": 64}  # a small tile side keeps the predictor tests fast
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def small_model():
     return create_model("btdnet-tiny", **SMALL).eval()
 
 
-@pytest.fixture
-def ckpt(tmp_path, small_model):
-    return save_checkpoint(small_model, tmp_path / "m.safetensors", gsd_m=0.5, metrics={"oIoU": 1.0})
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory, small_model):
+    path = tmp_path_factory.mktemp("ckpt") / "m.safetensors"
+    return save_checkpoint(small_model, path, gsd_m=0.5, metrics={"oIoU": 1.0})
+
+
+@pytest.fixture(scope="module")
+def pred(ckpt):
+    """The predictor loaded from the checkpoint path alone (read-only: shared by the module)."""
+    return load_predictor(str(ckpt), device="cpu")
 
 
 def rewrite(src, dst, tensors=None, meta=None):
@@ -52,6 +59,7 @@ def test_metadata_is_complete(ckpt, small_model):
     assert meta["max_tokens"] == 20 and meta["input_size"] == 64 and meta["bands"] == 3
     assert meta["gsd_m"] == 0.5 and meta["config"]["gsd_m"] == 0.5 and meta["threshold"] == 0.5
     assert meta["mean"] == [0.485, 0.456, 0.406] and meta["tokenizer"]["vocab"] == "bert-base-uncased"
+    assert meta["masker"] in ("nltk", "lexicon") and meta["config"]["masker"] == meta["masker"]
     assert meta["metrics"] == {"oIoU": 1.0} and meta["provenance"]["preset"] == "btdnet-tiny"
     # the stored config rebuilds the same architecture
     assert meta["config"]["mci"] == {"dim": 32, "iters": 1, "heads": 2, "ffn_ratio": 2.0, "dropout": 0.0}
@@ -145,8 +153,7 @@ def test_config_disagreeing_with_tensors_refused(tmp_path, ckpt):
 
 # -- Predictor ---------------------------------------------------------------------------------
 
-def test_load_predictor_from_path_alone(ckpt):
-    pred = load_predictor(str(ckpt), device="cpu")
+def test_load_predictor_from_path_alone(ckpt, pred):
     assert isinstance(pred, Predictor)
     info = pred.info
     assert info.checksum == hashlib.sha256(ckpt.read_bytes()).hexdigest()
@@ -154,8 +161,7 @@ def test_load_predictor_from_path_alone(ckpt):
     assert info.model_id == "m"
 
 
-def test_predict_shapes_resize_and_probabilities(ckpt, small_model, text_proc):
-    pred = load_predictor(str(ckpt), device="cpu")
+def test_predict_shapes_resize_and_probabilities(pred, small_model, text_proc):
     enc = pred.encode_expression("the bridge over the river")
     tiles = np.random.default_rng(0).standard_normal((3, 3, 64, 64)).astype(np.float32)
     p = pred.predict(tiles, enc)
@@ -170,29 +176,30 @@ def test_predict_shapes_resize_and_probabilities(ckpt, small_model, text_proc):
     assert odd.shape == (2, 40, 72)
 
 
-def test_predict_cached_expression_equals_string(ckpt):
-    pred = load_predictor(str(ckpt), device="cpu")
+def test_predict_cached_expression_equals_string(pred):
     tiles = np.random.default_rng(1).standard_normal((2, 3, 64, 64)).astype(np.float32)
     enc = pred.encode_expression("vehicle")
     np.testing.assert_allclose(pred.predict(tiles, enc), pred.predict(tiles, "vehicle"), atol=1e-6)
     np.testing.assert_allclose(pred.predict(tiles[:1], enc), pred.predict(tiles, enc)[:1], atol=1e-5)
 
 
-def test_wrong_band_count(ckpt):
+def test_wrong_band_count(ckpt, pred):
     with pytest.raises(ModelError, match="expects 3 bands"):
         load_predictor(str(ckpt), device="cpu", bands=4)
-    pred = load_predictor(str(ckpt), device="cpu")
     with pytest.raises(ModelError, match="expects 3 bands, got 4"):
         pred.predict(np.zeros((1, 4, 64, 64), np.float32), "vehicle")
 
 
-def test_empty_and_long_expressions(ckpt):
-    pred = load_predictor(str(ckpt), device="cpu")
+def test_empty_and_long_expressions(pred):
     with pytest.raises(ExpressionError):
         pred.encode_expression("  ")
-    with pytest.warns(UserWarning, match="truncated"):
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         enc = pred.encode_expression("the ship " + "which is very very big " * 10)
-    assert enc.truncated
+    assert enc.truncated and [str(w.message).count("truncated") for w in caught] == [1]  # warned once
+    assert enc.batch["input_ids"].shape == (1, 20)
 
 
 def test_unknown_model_name():
@@ -211,3 +218,13 @@ def test_cuda_request_without_cuda(ckpt):
         pytest.skip("CUDA present")
     with pytest.raises(ModelError, match="CUDA is not available"):
         load_predictor(str(ckpt), device="cuda")
+
+
+def test_nltk_trained_checkpoint_loads_without_nltk_data(tmp_path, small_model, monkeypatch):
+    from rrsis_geo.models import text as text_mod
+
+    path = save_checkpoint(small_model, tmp_path / "n.safetensors", masker="nltk")
+    monkeypatch.setattr(text_mod, "nltk_available", lambda: False)
+    with pytest.warns(UserWarning, match="lexicon masker instead"):
+        pred = load_predictor(str(path), device="cpu")
+    assert pred.text_processor.masker.name == "lexicon"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 
 from rrsis_geo.models import create_model, get_config, list_presets
@@ -57,3 +58,35 @@ def test_cli_model_info(tmp_path):
     assert r.exit_code == 0 and "sha256" in r.output and "dmols" in r.output
     r = CliRunner().invoke(cli, ["model", "info", str(tmp_path / "missing.safetensors")])
     assert r.exit_code == 2 and "neither a preset" in r.output
+
+
+def test_architecture_does_not_depend_on_input_size():
+    """The trainer may train at another size: parameter shapes must not change with input_size
+    (timm would otherwise shrink Swin windows on small maps)."""
+    a = create_model("btdnet-tiny").state_dict()
+    b = create_model("btdnet-tiny", input_size=64).state_dict()
+    assert {k: v.shape for k, v in a.items()} == {k: v.shape for k, v in b.items()}
+
+
+def test_max_tokens_beyond_bert_positions_refused():
+    from rrsis_geo.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="max_tokens=200"):
+        create_model("btdnet-tiny", max_tokens=200)  # tiny BERT has 128 positions
+    with pytest.raises(ConfigError, match="mean/std have 3/3 values but the model takes 4 bands"):
+        create_model("btdnet-tiny", vision__in_chans=4)
+
+
+def test_four_band_model(text_proc):
+    """A model built for 4 bands (e.g. RGB+NIR, random patch embedding) runs and says so."""
+    import numpy as np
+
+    from rrsis_geo.errors import ModelError
+    from rrsis_geo.models.inference import BTDNetPredictor, info_from_model
+
+    model = create_model("btdnet-tiny", input_size=64, vision__in_chans=4, mean=(0.5,) * 4, std=(0.25,) * 4)
+    pred = BTDNetPredictor(model, info_from_model(model, "nir", "test"), device="cpu")
+    assert pred.info.bands == 4 and pred.info.mean == (0.5,) * 4
+    assert pred.predict(np.zeros((1, 4, 64, 64), np.float32), "vehicle").shape == (1, 64, 64)
+    with pytest.raises(ModelError, match="expects 4 bands, got 3"):
+        pred.predict(np.zeros((1, 3, 64, 64), np.float32), "vehicle")
