@@ -8,7 +8,7 @@ from cli.data_options import custom_data_options, custom_options, format_opt
 
 
 @click.command()
-@click.option("--model", "checkpoint", type=click.Path(dir_okay=False), required=True, help="A .safetensors checkpoint.")
+@click.option("--model", "--weights", "checkpoint", type=click.Path(dir_okay=False), required=True, help="A .safetensors checkpoint (from rrsis train).")
 @format_opt
 @click.argument("root", type=click.Path(file_okay=False))
 @click.option("--split", type=click.Choice(["train", "val", "test"]), default="test", show_default=True)

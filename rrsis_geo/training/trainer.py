@@ -20,6 +20,7 @@ latest save (every epoch, or every ``run.save_every_iters`` steps).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import random
@@ -216,13 +217,12 @@ class Trainer:
     def _save_state(self, rng=None) -> None:
         if not self.dist.main:
             return
-        scaler_sd = self.scaler.state_dict()
         header = {
             "fingerprint": fingerprint(self.cfg),
             "config": self.cfg,
             "position": {"epoch": self.epoch, "step_in_epoch": self.step_in_epoch, "global_step": self.global_step},
             "scheduler": self.scheduler.state_dict(),
-            "scaler": {k: (float(v) if isinstance(v, float) else v) for k, v in scaler_sd.items()},
+            "scaler": self.scaler.state_dict(),
             "best_oIoU": self.best_oiou,
             "history": self.history,
         }
@@ -261,7 +261,7 @@ class Trainer:
         images = batch["image"].to(self.device, non_blocking=True)
         masks = batch["mask"].to(self.device, non_blocking=True).long()
         text = {k: v.to(self.device) for k, v in self.bundle.text_processor(batch["expression"]).items()}
-        ctx = self.model.no_sync() if (self.dist.enabled and not sync) else _null()
+        ctx = self.model.no_sync() if (self.dist.enabled and not sync) else contextlib.nullcontext()
         with ctx:
             with autocast_context(self.device, o["amp"]):
                 out = self.model(images, text, targets=masks)
@@ -285,10 +285,15 @@ class Trainer:
         self.scheduler.step()
         return norm
 
+    @property
+    def _comm_device(self) -> torch.device:
+        """Where small collective tensors live: NCCL needs CUDA, gloo takes CPU."""
+        return self.device if self.device.type == "cuda" else torch.device("cpu")
+
     def _reduce_mean(self, value: float) -> float:
         if not self.dist.enabled:
             return value
-        t = torch.tensor([value], dtype=torch.float64, device=self.device if self.device.type == "cuda" else "cpu")
+        t = torch.tensor([value], dtype=torch.float64, device=self._comm_device)
         tdist.all_reduce(t)
         return float(t.item()) / self.dist.world
 
@@ -353,7 +358,7 @@ class Trainer:
         """True once Ctrl-C was pressed in any process (all processes stop at the same step)."""
         if not self.dist.enabled:
             return self._stop
-        t = torch.tensor([1.0 if self._stop else 0.0], device=self.device if self.device.type == "cuda" else "cpu")
+        t = torch.tensor([1.0 if self._stop else 0.0], device=self._comm_device)
         tdist.all_reduce(t)
         return bool(t.item() > 0)
 
@@ -435,10 +440,3 @@ class Trainer:
         if self.dist.enabled:
             tdist.barrier()
 
-
-class _null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *a):
-        return False
