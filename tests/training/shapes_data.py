@@ -4,19 +4,11 @@ and the expression names one; the mask is that square. Learnable by a tiny model
 from __future__ import annotations
 
 import sys
-import warnings
 from pathlib import Path
 
 import numpy as np
-import rasterio
 
-
-def _tif(path, arr):
-    arr = arr if arr.ndim == 3 else arr[None]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
-        with rasterio.open(path, "w", driver="GTiff", width=arr.shape[2], height=arr.shape[1], count=arr.shape[0], dtype="uint8") as dst:
-            dst.write(arr)
+from tests.data.refsegrs.data import write_tif  # the same un-georeferenced uint8 tif writer
 
 
 def write(root, n_train: int = 8, n_val: int = 4, size: int = 24, seed: int = 0) -> Path:
@@ -39,12 +31,12 @@ def write(root, n_train: int = 8, n_val: int = 4, size: int = 24, seed: int = 0)
             img[0, ry : ry + side, rx : rx + side] = 230
             img[2, by : by + side, bx : bx + side] = 230
             stem = f"{k:04d}"
-            _tif(root / "images" / f"{stem}.tif", img)
+            write_tif(root / "images" / f"{stem}.tif", img)
             target = "red" if rng.random() < 0.5 else "blue"
             y, x = (ry, rx) if target == "red" else (by, bx)
             mask = np.zeros((size, size), np.uint8)
             mask[y : y + side, x : x + side] = 255
-            _tif(root / "masks" / f"{stem}.tif", mask)
+            write_tif(root / "masks" / f"{stem}.tif", mask)
             lines[split].append(f"{stem} the {target} square")
             k += 1
     for split, ls in lines.items():

@@ -18,9 +18,10 @@ import rasterio
 S = 16
 
 
-def _tif(path: Path, arr: np.ndarray) -> None:
+def write_tif(path: Path, arr: np.ndarray) -> None:
+    """A uint8 GeoTIFF without georeferencing (the real RefSegRS files have none)."""
     arr = arr if arr.ndim == 3 else arr[None]
-    with warnings.catch_warnings():  # the real RefSegRS tifs are not georeferenced either
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
         with rasterio.open(path, "w", driver="GTiff", width=arr.shape[2], height=arr.shape[1], count=arr.shape[0], dtype="uint8") as dst:
             dst.write(arr)
@@ -40,17 +41,17 @@ def write(root) -> dict:
         ("test", ["the bus"]),
     ]):
         stem = str(1000 + k)
-        _tif(root / "images" / f"{stem}.tif", rng.integers(0, 255, (3, S, S), dtype=np.uint8))
+        write_tif(root / "images" / f"{stem}.tif", rng.integers(0, 255, (3, S, S), dtype=np.uint8))
         mask = np.zeros((S, S), np.uint8)
         mask[2 + k : 9 + k, 3:12] = 255
         mask[0, 0] = 40  # noise below the threshold
         mask[15, 15] = 60  # above the threshold: counts
-        _tif(root / "masks" / f"{stem}.tif", mask)
+        write_tif(root / "masks" / f"{stem}.tif", mask)
         for n, e in enumerate(exprs):
             lines[split].append(f"{stem} {e}")
             truth[f"{split}/{stem}/{n}"] = (e, mask > 50)
     lines["train"].append("2000 an image that is missing")
-    _tif(root / "images" / "2001.tif", np.zeros((3, S, S), np.uint8))
+    write_tif(root / "images" / "2001.tif", np.zeros((3, S, S), np.uint8))
     lines["val"].append("2001 a mask that is missing")
     for split, ls in lines.items():
         (root / f"output_phrase_{split}.txt").write_text("\n".join(ls) + "\n")
