@@ -18,6 +18,10 @@ COMMANDS: dict[str, str] = {
     "segment": "cli.segment:segment",
     "info": "cli.info:info",
     "model": "cli.model:model",
+    "data": "cli.data:data",
+    "train": "cli.train:train",
+    "eval": "cli.evaluate:evaluate",
+    "init-weights": "cli.init_weights:init_weights",
 }
 
 

@@ -1,0 +1,84 @@
+"""What the trainer needs from a model, in one value.
+
+The trainer is written against :class:`ModelBundle`, not against BTDNet, so it can be tested
+with a tiny stand-in and so BTDNet's own API (``rrsis_geo.models``) is touched in one place:
+:func:`build_bundle`.
+
+Model call convention (BTDNet's): ``model(images, text_batch, targets=None)`` returns an object
+(or dict) with ``logits`` (B, 2, H, W) = [bg, fg] and, when targets are given in training
+mode, ``loss`` and ``losses`` (name -> tensor). A pixel is foreground iff fg > bg.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import torch.nn as nn
+
+from rrsis_geo.predictor import IMAGENET_MEAN, IMAGENET_STD
+
+
+@dataclass
+class ModelBundle:
+    model: nn.Module
+    text_processor: Callable[[list[str]], dict[str, torch.Tensor]]
+    param_groups: Callable[..., list[dict]]  # (model, encoder_lr=, head_lr=, weight_decay=) -> groups
+    save: Callable[..., None]  # (model, path, **meta) -> None, a self-describing .safetensors
+    name: str = "model"
+    mean: tuple = IMAGENET_MEAN
+    std: tuple = IMAGENET_STD
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def output_field(out, name: str, default=None):
+    if isinstance(out, dict):
+        return out.get(name, default)
+    return getattr(out, name, default)
+
+
+def foreground(logits: torch.Tensor) -> torch.Tensor:
+    """(B, 2, H, W) [bg, fg] logits -> (B, H, W) bool, fg > bg [paper]."""
+    return logits[:, 1] > logits[:, 0]
+
+
+def build_bundle(name: str, overrides: dict | None = None, init: str | Path | None = None, *, seed: int = 0,
+                 input_size: int | None = None) -> ModelBundle:
+    """A BTDNet preset (or a starting checkpoint, ``init``) wrapped for the trainer.
+
+    ``overrides`` go to ``create_model`` (``{"mci": {"iters": 1}}``, ``{"vision__weights": PATH}``);
+    ``input_size`` is recorded in the model config so its checkpoints describe the training size.
+    """
+    import rrsis_geo.models as models
+    from rrsis_geo.errors import ConfigError
+
+    overrides = dict(overrides or {})
+    if input_size is not None:
+        overrides.setdefault("input_size", int(input_size))
+    if init is not None:
+        if not Path(init).expanduser().exists():
+            raise ConfigError(f"model.init: {init} does not exist (make it with `rrsis init-weights --swin ... --bert ... -o {init}`)")
+        model, _meta = models.load_checkpoint(Path(init).expanduser())
+        extra = {k: v for k, v in overrides.items() if k != "input_size"}
+        if extra:
+            raise ConfigError(f"model.overrides ({', '.join(extra)}) cannot change a model loaded from model.init")
+        if input_size is not None:
+            model.cfg.input_size = int(input_size)
+    else:
+        try:
+            model = models.create_model(name, seed=seed, **overrides)
+        except TypeError as exc:
+            raise ConfigError(f"model.overrides: {exc}") from None
+    model.train()
+    return wrap_btdnet(model, name)
+
+
+def wrap_btdnet(model: nn.Module, name: str) -> ModelBundle:
+    import rrsis_geo.models as models
+
+    cfg = model.cfg
+    return ModelBundle(model=model, text_processor=models.TextProcessor.from_config(cfg),
+                       param_groups=models.param_groups, save=models.save_checkpoint, name=name,
+                       mean=tuple(cfg.mean), std=tuple(cfg.std), info={"input_size": cfg.input_size})

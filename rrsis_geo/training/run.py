@@ -1,0 +1,61 @@
+"""Build everything a training run needs from a resolved config, and run it."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from rrsis_geo.data import open_dataset
+from rrsis_geo.data.transforms import build_transforms
+from rrsis_geo.errors import DatasetError
+from rrsis_geo.training.bundle import ModelBundle, build_bundle
+from rrsis_geo.training.trainer import DistInfo, Trainer, init_distributed
+
+log = logging.getLogger(__name__)
+
+
+def _limit(ds, n: int):
+    if n and n < len(ds):
+        ds.records = ds.records[:n]
+    return ds
+
+
+def build_datasets(cfg: dict, bundle: ModelBundle):
+    d, seed = cfg["data"], int(cfg["run"]["seed"])
+    options = {}
+    if d["format"] == "custom":
+        options = dict(d["custom"])
+        options["seed"] = options.pop("split_seed")
+    size = d["input_size"]
+    train_t = build_transforms(size, True, bundle.mean, bundle.std, d["occlusion_p"], d["occlusion_box"], d["occlusion_boxes"], seed)
+    val_t = build_transforms(size, False, bundle.mean, bundle.std)
+    train = _limit(open_dataset(d["format"], d["root"], d["train_split"], train_t, d["on_error"], **options), d["limit_train"])
+    val = None
+    if d["val_split"]:
+        val = _limit(open_dataset(d["format"], d["root"], d["val_split"], val_t, d["on_error"], **options), d["limit_val"])
+    dropped = []
+    if d["verify"]:
+        dropped = train.drop_unreadable() + (val.drop_unreadable() if val is not None else [])
+        for p in dropped:
+            log.warning("dropped: %s", p.detail)
+    if len(train) == 0:
+        raise DatasetError(f"no training samples in {d['root']} (split {d['train_split']!r}); run `rrsis data check`")
+    info = {
+        "format": d["format"], "root": str(Path(d["root"]).resolve()),
+        "train_split": d["train_split"], "train_samples": len(train),
+        "val_split": d["val_split"], "val_samples": len(val) if val is not None else 0,
+        "input_size": size, "gsd_m": getattr(train, "gsd_m", None), "dropped_unreadable": len(dropped),
+        "index_problems": len(train.problems) + (len(val.problems) if val is not None else 0),
+    }
+    return train, val, info
+
+
+def run_training(cfg: dict, bundle: ModelBundle | None = None, hooks=(), dist: DistInfo | None = None) -> dict:
+    dist = dist or init_distributed(cfg["run"]["device"])
+    if bundle is None:
+        m = cfg["model"]
+        bundle = build_bundle(m["name"], m["overrides"], m["init"], seed=int(cfg["run"]["seed"]),
+                              input_size=cfg["data"]["input_size"])
+    train, val, info = build_datasets(cfg, bundle)
+    trainer = Trainer(cfg, bundle, train, val, dist=dist, hooks=hooks, data_info=info)
+    return trainer.fit()
