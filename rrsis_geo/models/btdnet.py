@@ -120,7 +120,9 @@ class BTDNet(nn.Module):
         in {0, 1}. ``text_cache`` (from :meth:`encode_text`, batch 1 or B) skips the prior."""
         b, _, h, w = images.shape
         stride = self.vision.strides[-1]
-        ph, pw = (-h) % stride, (-w) % stride
+        # Pad to a multiple of the deepest stride, and to at least 2 cells there: a 1 x 1 last
+        # stage would break InstanceNorm in training. The logits are cropped back below.
+        ph, pw = max((-h) % stride, 2 * stride - h), max((-w) % stride, 2 * stride - w)
         if ph or pw:
             images = F.pad(images, (0, pw, 0, ph))
         ids, mask = text["input_ids"], text["attention_mask"]

@@ -226,3 +226,17 @@ def test_overfits_one_sample(text_proc, images):
     iou = ((pred == 1) & (target == 1)).sum() / ((pred == 1) | (target == 1)).sum()
     assert losses[-1] < 0.5 * losses[0]
     assert iou > 0.7
+
+
+def test_tiny_inputs_train_without_a_one_by_one_last_stage():
+    # 32 px would give a 1 x 1 map at stride 32, where InstanceNorm fails in training mode.
+    import torch
+
+    from rrsis_geo.models import TextProcessor, create_model
+
+    model = create_model("btdnet-tiny").train()
+    text = TextProcessor.from_config(model.cfg)(["the small pond", "the road"])
+    images = torch.randn(2, 3, 32, 32)
+    out = model(images, text, targets=torch.zeros(2, 32, 32, dtype=torch.long))
+    assert out.logits.shape == (2, 2, 32, 32)
+    out.loss.backward()
