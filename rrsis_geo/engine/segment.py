@@ -77,7 +77,7 @@ class SegmentOptions:
     window: str = DEFAULT_WINDOW
     assume_crs: str | None = None
     aoi: str | None = None
-    strip_rows: int = 1024
+    strip_rows: int = 512
     resume: bool = True
     whole_scene: bool = False
     source_label: str | None = None
@@ -144,16 +144,26 @@ def work_dir_for(output: str) -> str:
     return os.path.join(folder, f".{name}.rrsis-work")
 
 
-# GDAL's block cache defaults to 5% of RAM and fills up as a long run reads and writes; a fixed
-# cap keeps peak memory independent of scene size. A user's own GDAL_CACHEMAX wins.
-GDAL_CACHE_MB = 64
+def gdal_cache_mb(path: str) -> int:
+    """GDAL's block cache defaults to 5% of RAM and fills up as a long run reads and writes. Two
+    block rows of the scene (and of the probability raster) are all a strip-by-strip run reuses,
+    so the cap follows the scene's width, never its height: at least 16 MB, at most 512 MB."""
+    try:
+        with rasterio.open(path) as ds:
+            block_h = ds.block_shapes[0][0]
+            row_bytes = ds.width * min(block_h, 1024) * (ds.count * np.dtype(ds.dtypes[0]).itemsize + 4)
+    except Exception:  # preflight reports unreadable scenes properly
+        return 64
+    return int(min(max(16, 2 * row_bytes / 2**20 + 8), 512))
 
 
-def segment_scene(*args, **kwargs) -> SegmentResult:
-    """Run the whole pipeline; see :func:`_segment_scene` for the arguments."""
-    env = {} if "GDAL_CACHEMAX" in os.environ else {"GDAL_CACHEMAX": GDAL_CACHE_MB}
+def segment_scene(scene, *args, **kwargs) -> SegmentResult:
+    """Run the whole pipeline; see :func:`_segment_scene` for the arguments.
+
+    GDAL's cache is capped from the scene's width (a user's own GDAL_CACHEMAX wins)."""
+    env = {} if "GDAL_CACHEMAX" in os.environ else {"GDAL_CACHEMAX": gdal_cache_mb(os.fspath(scene))}
     with rasterio.Env(**env):
-        return _segment_scene(*args, **kwargs)
+        return _segment_scene(scene, *args, **kwargs)
 
 
 def _segment_scene(
@@ -356,10 +366,11 @@ class _StripWriter:
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
 
-    def put(self, y0: int, prob: np.ndarray, _weights: np.ndarray) -> None:
+    def put(self, y0: int, prob: np.ndarray) -> None:
         if self.error is not None:
             raise self.error
-        self.q.put((y0, prob, list(self.state["tile_stats"])))
+        # The stats of tiles added so far (the list only grows, so a length is a snapshot).
+        self.q.put((y0, prob, len(self.state["tile_stats"])))
 
     def _run(self) -> None:
         while True:
@@ -372,7 +383,7 @@ class _StripWriter:
             try:
                 with rasterio.open(self.path, "r+") as dst:
                     dst.write(prob, 1, window=Window(0, y0, self.width, prob.shape[0]))
-                _save_state(self.work, {**self.state, "tile_stats": stats,
+                _save_state(self.work, {**self.state, "tile_stats": self.state["tile_stats"][:stats],
                                         "flushed_rows": y0 + prob.shape[0]})
             except BaseException as exc:  # reported to the producer on its next put/close
                 self.error = exc
@@ -410,7 +421,12 @@ class _Prefetcher:
                      for r in rows.values()]
         workers = max(1, min(workers, len(self.rows)))
         self.stop = threading.Event()
+        self.batch_size = batch_size
         self.queues = [queue.Queue(maxsize=max(depth, 1)) for _ in range(workers)]
+        # Each reader may hold: `depth` queued batches, one being filled, one being consumed.
+        self.pool_size = max(depth, 1) + 2
+        self.pools = [queue.Queue() for _ in range(workers)]
+        self.allocated = [0] * workers
         self.threads = [
             threading.Thread(target=self._run, args=(make_reader, w, workers), daemon=True)
             for w in range(workers)
@@ -427,6 +443,23 @@ class _Prefetcher:
                 continue
         return False
 
+    def _take_buffer(self, w: int, shape) -> np.ndarray | None:
+        """A batch array from reader ``w``'s pool (the consumer returns them once used), or a
+        new one while the pool is not yet full: large buffers are reused, never churned."""
+        pool = self.pools[w]
+        if self.allocated[w] < self.pool_size:
+            try:
+                return pool.get_nowait()
+            except queue.Empty:
+                self.allocated[w] += 1
+                return np.empty(shape, dtype=np.float32)
+        while not self.stop.is_set():
+            try:
+                return pool.get(timeout=0.1)
+            except queue.Empty:
+                continue
+        return None
+
     def _run(self, make_reader, w: int, workers: int):
         q = self.queues[w]
         reader = None
@@ -436,7 +469,9 @@ class _Prefetcher:
                 if self.stop.is_set():
                     return
                 size, bands = chunk[0].size, len(reader.info.bands)
-                stack = np.empty((len(chunk), bands, size, size), dtype=np.float32)
+                stack = self._take_buffer(w, (self.batch_size, bands, size, size))
+                if stack is None:
+                    return
                 items, n = [], 0
                 for t in chunk:
                     _, valid = reader.read(t, out=stack[n])
@@ -448,7 +483,7 @@ class _Prefetcher:
                         n += 1
                     else:
                         items.append((t, None, None))
-                if not self._put(q, (items, stack[:n])):
+                if not self._put(q, (items, stack, n)):
                     return
         except BaseException as exc:  # hand reader errors to the consumer
             self._put(q, exc)
@@ -458,12 +493,14 @@ class _Prefetcher:
 
     def __iter__(self) -> Iterator[tuple]:
         for i, row in enumerate(self.rows):
-            q = self.queues[i % len(self.queues)]
+            w = i % len(self.queues)
             for _ in row:
-                item = q.get()
+                item = self.queues[w].get()
                 if isinstance(item, BaseException):
                     raise item
-                yield item
+                items, stack, n = item
+                yield items, stack[:n]
+                self.pools[w].put(stack)  # the consumer is done with it
 
     def close(self) -> None:
         self.stop.set()
