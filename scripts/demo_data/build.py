@@ -111,7 +111,7 @@ def build(out: Path, previews: Path | None, scenes=None, seed: int = 0, log=prin
         for rec in chip_records:
             overlays.chip_overlay(rec, previews / (rec["chip"].name[:-4] + ".png"))
     write_readme(out, sources, stats)
-    return {"stats": stats, "baseline": result}
+    return {"stats": stats, "baseline": result, "records": chip_records, "vector": vec}
 
 
 def statistics(gdf, chip_records) -> dict:

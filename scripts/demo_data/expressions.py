@@ -190,14 +190,17 @@ def generate(targets, width: int, height: int, gsd: float | None = None, seed: i
             cands = [i for i in idx if i != a_i]
             if not cands:
                 continue
-            sectors = {}
+            sectors, too_close = {}, set()
             for i in cands:
                 dx, dy = targets[i].cx - targets[a_i].cx, targets[i].cy - targets[a_i].cy
-                if math.hypot(dx / width, dy / height) < 0.15 or centre_in(targets[a_i].mask, targets[i]):
-                    continue  # too close to, or inside, the anchor for a direction to mean anything
                 sectors[i] = sector_of(dx, dy)
+                if math.hypot(dx / width, dy / height) < 0.15 or centre_in(targets[a_i].mask, targets[i]):
+                    too_close.add(i)  # too close to, or inside, the anchor for a direction to mean anything
             for i, (sec, clearance) in sectors.items():
-                if clearance < 7.5 or sum(1 for j in sectors if sectors[j][0] == sec) != 1 or n_rel[i] >= max_relations:
+                # every other object of the category counts as a rival, close ones included
+                if i in too_close or clearance < 7.5 or n_rel[i] >= max_relations:
+                    continue
+                if sum(1 for j in sectors if sectors[j][0] == sec) != 1:
                     continue
                 same = cat == targets[a_i].category
                 adj = ""
