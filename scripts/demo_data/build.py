@@ -5,9 +5,9 @@
 Writes into ``--out``: one GeoTIFF per chip (uint8 R, G, B, NIR, JPEG-compressed, north-up, the
 chip's own geotransform), ``demo.gpkg`` (one row per (target, expression); columns expression,
 category, split, chip, rule, kind, needs_language, target, scene, area_px, fact; geometry in
-EPSG:4326, each polygon clipped to its chip), ``baseline.json`` (the no-language rule baseline),
-``contact_sheet.png`` and ``README.md`` with the sources' licences. Per-chip overlays go to
-``--previews`` (not part of the dataset).
+EPSG:4326, each polygon clipped to its chip), ``README.md`` with the sources' licences, and in
+``meta/``: ``baseline.json`` (the no-language rule baseline), ``stats.json``, ``contact_sheet.png``.
+Per-chip overlays go to ``--previews`` (not part of the dataset).
 """
 
 from __future__ import annotations
@@ -102,10 +102,12 @@ def build(out: Path, previews: Path | None, scenes=None, seed: int = 0, log=prin
     gdf.to_file(vec, driver="GPKG", layer="targets")
 
     result = baseline.evaluate(chip_records)
-    (out / "baseline.json").write_text(json.dumps(result, indent=2) + "\n")
+    meta = out / "meta"  # not in the root: the custom reader takes every *.json there for a vector file
+    meta.mkdir(exist_ok=True)
+    (meta / "baseline.json").write_text(json.dumps(result, indent=2) + "\n")
     stats = statistics(gdf, chip_records)
-    (out / "stats.json").write_text(json.dumps(stats, indent=2) + "\n")
-    overlays.contact_sheet(chip_records, out / "contact_sheet.png")
+    (meta / "stats.json").write_text(json.dumps(stats, indent=2) + "\n")
+    overlays.contact_sheet(chip_records, meta / "contact_sheet.png")
     if previews is not None:
         previews.mkdir(parents=True, exist_ok=True)
         for rec in chip_records:
@@ -145,8 +147,9 @@ def write_readme(out: Path, sources, stats):
         "  chip file), `rule` (the band rule that labelled the target), `kind` (category/size/position/relation),",
         "  `needs_language` (kind != category), `target` (one id per object), `scene`, `area_px`, `fact`",
         "  (the geometric fact the wording states). Polygons are clipped to their chip; reproject them to the chip's CRS.",
-        "- `baseline.json`: the no-language rule baseline (see `scripts/demo_data/baseline.py`).",
-        "- `stats.json`, `contact_sheet.png`: counts and a visual check of the labels.",
+        "- `meta/baseline.json`: the no-language rule baseline (see `scripts/demo_data/baseline.py`).",
+        "- `meta/stats.json`, `meta/contact_sheet.png`: counts and a visual check of the labels. (Nothing but the chips,",
+        "  the GPKG and this README sits in the root: the custom reader counts any `*.json` there as a vector file.)",
         "",
         "Labels come from band rules, not from people: expect rule errors (e.g. shadow or dark forest read as water",
         "at the margins, parcels of the same crop merged into one field, which the solidity test then drops).",

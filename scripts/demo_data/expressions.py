@@ -171,7 +171,8 @@ def generate(targets, width: int, height: int, gsd: float | None = None, seed: i
                 continue
             if len(idx) == 1 and rng.random() < 0.5:
                 continue  # a unique object's cell is still a position fact, but keep the mix balanced
-            emit(i, "position", f"cell={CELL_NAMES[c]}", POSITION, cell=CELLS[c][rng.randrange(3)])
+            cell = CELLS[c][rng.randrange(3)]
+            emit(i, "position", f"cell={CELL_NAMES[c]}", POSITION if "image" not in cell else POSITION[:2], cell=cell)
         if len(idx) >= 2:
             for key, (axis, sign, templates) in EXTREMES.items():
                 coord = u if axis == "x" else v

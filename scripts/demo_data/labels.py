@@ -41,13 +41,15 @@ class SceneRules:
     thick_r: int = 3  # water narrower than ~2 * thick_r px is "thin" (river candidates)
     min_area_px: int = 60  # smaller components are dropped, smaller holes filled
     distractor_min_area_px: int = 180  # a rejected component this big still counts as "another one"
-    sea_share: float = 0.2  # thick water covering this share of the chip -> "sea"
+    sea_min_area_px: int = 13_000  # thick water this large in the *scene* -> "sea" (every piece a chip shows)
     sea_name: str | None = "sea"  # None: large thick water is still a "lake"
     river_min_len_px: float = 40.0  # thin water at least this long (skeleton-ish) -> "river"
     land_nir_min: float = 0.09  # "clearly land": not water and NIR above this
     land_ring_min: float = 0.5  # a lake / river needs this share of clearly-land pixels around it
     rivers: bool = True  # False: thin water is never a river (a scene with none in view)
     river_max_iso: float = 0.0  # thick water less compact than this (4 pi A / P^2) -> "river"; 0: never
+    field_smooth_px: int = 1  # NDVI / brightness are box-averaged over this size before the field rules (1: off)
+    field_min_area_px: int = 0  # fields and bare fields need at least this many px (0: min_area_px)
     field_min_solidity: float = 0.8  # fields are convex parcels; merged blobs are dropped
     field_max_share: float = 0.15  # a "field" covering more of the chip is a merged blob
     bare_min_rectangularity: float = 0.7  # bare fields are rectangles (beaches, towns are not)
@@ -105,12 +107,17 @@ def class_masks(ix: dict[str, np.ndarray], rules: SceneRules, valid: np.ndarray 
     water = clean(raw_water, rules.open_r, rules.min_area_px)
     thick = clean(water & ndi.binary_opening(water, structure=disk(rules.thick_r)), 0, rules.min_area_px)
     thin = remove_small(water & ~ndi.binary_dilation(thick, structure=disk(1)), rules.min_area_px // 2)
-    raw_field = (ix["ndvi"] > rules.ndvi_field_min) & (ix["green"] > rules.green_field_min) & valid & ~raw_water
-    field_ = clean(raw_field, rules.field_open_r, rules.min_area_px)
-    raw_bare = (ix["ndvi"] < rules.ndvi_bare_max) & (ix["bright"] > rules.bright_bare_min) & ~raw_water & valid
-    bare = clean(raw_bare, rules.field_open_r, rules.min_area_px)
+    k = rules.field_smooth_px
+    sm = (lambda a: ndi.uniform_filter(a, size=k, mode="nearest")) if k > 1 else (lambda a: a)  # noqa: E731
+    ndvi, green, bright = sm(ix["ndvi"]), sm(ix["green"]), sm(ix["bright"])
+    fmin = rules.field_min_area_px or rules.min_area_px
+    raw_field = (ndvi > rules.ndvi_field_min) & (green > rules.green_field_min) & valid & ~raw_water
+    field_ = clean(raw_field, rules.field_open_r, fmin)
+    raw_bare = (ndvi < rules.ndvi_bare_max) & (bright > rules.bright_bare_min) & ~raw_water & valid
+    bare = clean(raw_bare, rules.field_open_r, fmin)
     land = ~raw_water & (ix["nir"] >= rules.land_nir_min) & valid
-    return {"land": land, "raw_water": raw_water, "water": water, "thick_water": thick, "thin_water": thin,
+    sea = remove_small(thick, rules.sea_min_area_px) if rules.sea_name else np.zeros_like(thick)
+    return {"land": land, "sea": sea, "raw_water": raw_water, "water": water, "thick_water": thick, "thin_water": thin,
             "raw_field": raw_field, "field": field_, "raw_bare": raw_bare, "bare": bare}
 
 
@@ -214,15 +221,15 @@ def chip_targets(masks: dict[str, np.ndarray], rules: SceneRules) -> tuple[list[
         for c in comps(masks["thick_water"], r.min_area_px):
             # give back the rim and short inlets the opening took off (water within thick_r + 1 px)
             c = c | (masks["water"] & ndi.binary_dilation(c, structure=grown) & ~masks["thick_water"])
-            share = c.sum() / size
-            if r.sea_name and share >= r.sea_share:
-                out.append(Target(r.sea_name, c, f"{water_rule}; thick (open r{r.thick_r}); >= {r.sea_share:.0%} of chip"))
+            if r.sea_name and masks["sea"][c].mean() > 0.5:
+                out.append(Target(r.sea_name, c, f"{water_rule}; thick (open r{r.thick_r}); part of >= {r.sea_min_area_px}px "
+                                  "thick water in the scene"))
                 continue
             if r.river_max_iso and isoperimetric(c) < r.river_max_iso:
                 t = Target("river", c, f"{water_rule}; thick (open r{r.thick_r}); 4piA/P^2 < {r.river_max_iso}; {inland}")
             else:
                 t = Target("lake", c, f"{water_rule}; thick (open r{r.thick_r})"
-                           + (f"; < {r.sea_share:.0%} of chip" if r.sea_name else "")
+                           + (f"; < {r.sea_min_area_px}px in the scene" if r.sea_name else "")
                            + (f"; 4piA/P^2 >= {r.river_max_iso}" if r.river_max_iso else "") + f"; {inland}")
             keep(t, land_ring(c) >= r.land_ring_min)
         thin = masks["thin_water"] & ~ndi.binary_dilation(masks["thick_water"], structure=grown)
@@ -232,13 +239,13 @@ def chip_targets(masks: dict[str, np.ndarray], rules: SceneRules) -> tuple[list[
             ok = length >= r.river_min_len_px and c.sum() / length < 2 * r.thick_r and land_ring(c) >= r.land_ring_min
             keep(t, ok)
     if "field" in r.classes:
-        for c in comps(masks["field"], r.min_area_px):
-            t = Target("field", c, f"NDVI>{r.ndvi_field_min} & green>{r.green_field_min}; open r{r.field_open_r}; "
+        for c in comps(masks["field"], r.field_min_area_px or r.min_area_px):
+            t = Target("field", c, f"NDVI>{r.ndvi_field_min} & green>{r.green_field_min} (box {r.field_smooth_px}px); open r{r.field_open_r}; "
                        f"solidity>={r.field_min_solidity}; <= {r.field_max_share:.0%} of chip")
             keep(t, c.sum() / size <= r.field_max_share and solidity(c) >= r.field_min_solidity)
     if "bare" in r.classes:
-        for c in comps(masks["bare"], r.min_area_px):
-            t = Target("bare field", c, f"NDVI<{r.ndvi_bare_max} & bright>{r.bright_bare_min} & not water; "
+        for c in comps(masks["bare"], r.field_min_area_px or r.min_area_px):
+            t = Target("bare field", c, f"NDVI<{r.ndvi_bare_max} & bright>{r.bright_bare_min} (box {r.field_smooth_px}px) & not water; "
                        f"open r{r.field_open_r}; rectangularity>={r.bare_min_rectangularity}; <= {r.field_max_share:.0%} of chip")
             keep(t, c.sum() / size <= r.field_max_share and rectangularity(c) >= r.bare_min_rectangularity)
     return out, rejected

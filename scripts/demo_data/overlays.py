@@ -78,5 +78,18 @@ def contact_sheet(records, path, cols=10, thumb_in=1.25):
     fig.legend(handles=[Patch(color=c, label=k) for k, c in COLORS.items()], loc="lower center", ncol=len(COLORS),
                fontsize=7, frameon=False)
     fig.subplots_adjust(left=0.01, right=0.99, top=0.97, bottom=0.4 / (rows * (thumb_in + 0.18) + 0.4), wspace=0.05, hspace=0.2)
-    fig.savefig(path, dpi=100)
+    save_small_png(fig, path, dpi=100)
     plt.close(fig)
+
+
+def save_small_png(fig, path, dpi=100, colors=256):
+    """A palette PNG (a few hundred kB instead of MB for a sheet of photos): small enough to commit."""
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    buf.seek(0)
+    img = Image.open(buf).convert("RGB").quantize(colors=colors, method=Image.Quantize.MEDIANCUT)
+    img.save(path, optimize=True)

@@ -80,7 +80,7 @@ def sentinel2_coast() -> Scene | None:
     gain = {"red": 255 / 2000, "green": 255 / 2000, "blue": 255 / 2000, "nir": 255 / 5000}
     rgbn8 = np.stack([np.clip(np.round(arrs[k] * gain[k]), 0, 255).astype(np.uint8) for k in ("red", "green", "blue", "nir")])
     rules = SceneRules(
-        name="s2", ndwi_min=0.3, nir_max=0.05, land_nir_min=0.055, river_max_iso=0.1, sea_name="sea", ndvi_field_min=0.6, green_field_min=0.07,
+        name="s2", ndwi_min=0.3, nir_max=0.05, land_nir_min=0.055, river_max_iso=0.1, sea_name="sea", ndvi_field_min=0.55, green_field_min=0.08, field_smooth_px=5, field_min_area_px=150, field_min_solidity=0.75,
         ndvi_bare_max=0.25, bright_bare_min=0.1, min_area_px=40, distractor_min_area_px=120, thick_r=3, field_open_r=1,
         bare_min_rectangularity=0.7, river_min_len_px=40,
     )

@@ -53,9 +53,12 @@ def test_layout_files_and_columns(built):
     assert sorted(p.name for p in out.glob("*.tif")) == sorted(set(gdf["chip"]))
     assert set(gdf["split"]) == {"train", "val", "test"}
     assert set(gdf["category"]) == {"lake", "field"}
-    assert (out / "README.md").exists() and (out / "contact_sheet.png").exists()
+    assert (out / "README.md").exists() and (out / "meta" / "contact_sheet.png").exists()
+    # the root holds the chips and ONE vector file, as the custom reader's discover() demands
+    vector_like = [p.name for p in out.iterdir() if p.suffix.lower() in (".gpkg", ".geojson", ".json", ".shp")]
+    assert vector_like == ["demo.gpkg"]
     assert len(list((out / "previews").glob("*.png"))) == 4
-    b = json.loads((out / "baseline.json").read_text())
+    b = json.loads((out / "meta" / "baseline.json").read_text())
     assert b["splits"]["test"]["all"]["class_raw"]["n"] > 0
 
 

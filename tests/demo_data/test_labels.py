@@ -7,7 +7,7 @@ from tests.demo_data.synth import BARE, FIELD, WATER, bands, canvas, disc, paint
 
 H = W = 128
 RULES = labels.SceneRules(name="t", ndwi_min=0.2, nir_max=0.1, land_nir_min=0.2, ndvi_field_min=0.6, ndvi_bare_max=0.2,
-                          bright_bare_min=0.2, min_area_px=30, distractor_min_area_px=60, sea_name="sea", river_max_iso=0.1)
+                          bright_bare_min=0.2, min_area_px=30, distractor_min_area_px=60, sea_name="sea", sea_min_area_px=5000, river_max_iso=0.1)
 
 
 def scene():
@@ -60,11 +60,18 @@ def test_thin_long_water_is_a_river_and_a_wide_disc_is_not():
     assert (rv.mask & river).sum() >= 0.9 * river.sum()
 
 
-def test_water_covering_a_large_share_is_sea():
+def test_large_scene_water_is_sea_even_where_a_chip_shows_a_small_piece():
     a = canvas(H, W)
-    paint(a, rect(H, W, 0, 0, H, 60), WATER)
-    t, _ = targets_of(a)
-    assert [x.category for x in t] == ["sea"]
+    paint(a, rect(H, W, 0, 0, H, 60), WATER)  # 7680 px: sea at the scene level
+    paint(a, disc(H, W, 64, 100, 10), WATER)  # a small lake beside it
+    ix = labels.indices(a[0], a[1], a[3], a[2])
+    m = labels.class_masks(ix, RULES)
+    t, _ = labels.chip_targets(m, RULES)
+    assert sorted(x.category for x in t) == ["lake", "sea"]
+    # a chip that shows only a 20 x 20 corner of the sea still calls it sea, not a lake
+    win = (slice(0, 64), slice(40, 104))
+    t, _ = labels.chip_targets({k: v[win] for k, v in m.items()}, RULES)
+    assert sorted(x.category for x in t) == ["lake", "sea"]
 
 
 def test_clean_fills_small_holes_keeps_large_ones_and_border_background():
