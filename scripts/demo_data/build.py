@@ -28,6 +28,8 @@ from scripts.demo_data.scenes import SCENES  # noqa: E402
 
 CHIP = 256
 GAP = 16
+PER_FACT = 3  # wordings per fact (paraphrases)
+SIZE_RATIO = 1.4  # "the largest X" only when it is at least this much bigger than the next X
 VECTOR_CRS = "EPSG:4326"  # the scenes are in two UTM zones; one file needs one neutral CRS
 
 
@@ -77,6 +79,7 @@ def build(out: Path, previews: Path | None, scenes=None, seed: int = 0, log=prin
             if len(targets) < 2:
                 continue  # a chip with one object (or none) teaches no referring
             exprs = expressions.generate(targets, CHIP, CHIP, gsd=scene.gsd, seed=zlib.crc32(f"{seed}:{chip.name}".encode()),
+                                         per_fact=PER_FACT, size_ratio=SIZE_RATIO,
                                          distractors=distractors)
             if not exprs:
                 continue

@@ -23,7 +23,8 @@ NOUNS = {
     "lake": ["lake", "body of water", "lake"],
     "pond": ["pond", "small lake", "pond"],
     "river": ["river", "stream", "channel"],
-    "sea": ["sea", "open water", "sea area"],
+    "sea": ["sea", "open water", "sea"],
+    "sea part": ["sea area", "stretch of open water", "area of sea"],  # when a chip shows several pieces
     "field": ["green field", "vegetated field", "field of green crops"],
     "bare field": ["bare field", "bare plot", "field of bare soil"],
 }
@@ -82,7 +83,12 @@ class Expr:
 def plural(n: str) -> str:
     """Plural of a noun phrase: the head noun (before " of ") takes the ending."""
     head, sep, tail = n.partition(" of ")
-    head = head[:-1] + "ies" if head.endswith("y") else head + "s"
+    if head.endswith("y"):
+        head = head[:-1] + "ies"
+    elif head.endswith(("ch", "sh", "s", "x")):
+        head += "es"
+    else:
+        head += "s"
     return head + sep + tail
 
 
@@ -100,7 +106,9 @@ def sector_of(dx: float, dy_down: float) -> tuple[str, float]:
     return SECTORS[k], 22.5 - off
 
 
-def _noun(cat: str, area_m2: float | None, rng: random.Random, k: int = 0) -> str:
+def _noun(cat: str, area_m2: float | None, rng: random.Random, k: int = 0, several: bool = False) -> str:
+    if cat == "sea" and several:
+        return NOUNS["sea part"][k % len(NOUNS["sea part"])]
     if cat == "lake" and area_m2 is not None and area_m2 < POND_MAX_M2 and rng.random() < 0.5:
         return NOUNS["pond"][k % len(NOUNS["pond"])]
     return NOUNS[cat][k % len(NOUNS[cat])]
@@ -131,7 +139,7 @@ def generate(targets, width: int, height: int, gsd: float | None = None, seed: i
             return  # a distractor is never the answer
         picks = rng.sample(range(len(templates)), min(per_fact, len(templates)))
         for j, k in enumerate(picks):
-            n = _noun(targets[i].category, m2(i), rng, j)
+            n = _noun(targets[i].category, m2(i), rng, j, several=len(by_cat[targets[i].category]) > 1)
             if fmt.get("adj") and n.startswith(fmt["adj"]):
                 fmt = {**fmt, "adj": ""}  # "the small small lake"
             text = templates[k].format(n=n, ns=plural(n), **fmt)
@@ -152,7 +160,8 @@ def generate(targets, width: int, height: int, gsd: float | None = None, seed: i
         if a[0] >= size_ratio * a[1]:
             emit(order[0], "size", f"rank=1/{len(idx)}", SIZE_LARGER if two else SIZE_LARGEST)
             if order[0] < n_ref:
-                anchor_name[order[0]] = f"the {'larger' if two else 'largest'} {NOUNS[cat][0]}"
+                noun = NOUNS["sea part"][0] if cat == "sea" else NOUNS[cat][0]
+                anchor_name[order[0]] = f"the {'larger' if two else 'largest'} {noun}"
         if a[-2] >= size_ratio * a[-1]:
             emit(order[-1], "size", f"rank={len(idx)}/{len(idx)}", SIZE_SMALLER if two else SIZE_SMALLEST)
         if len(idx) >= 3 and a[0] >= 1.3 * a[1] and a[1] >= 1.3 * a[2]:

@@ -41,6 +41,8 @@ class SceneRules:
     thick_r: int = 3  # water narrower than ~2 * thick_r px is "thin" (river candidates)
     min_area_px: int = 60  # smaller components are dropped, smaller holes filled
     distractor_min_area_px: int = 180  # a rejected component this big still counts as "another one"
+    sea_inlet_share: float = 0.1  # an elongated piece of the sea under this share of the chip is a river
+    sea_inlet_max_iso: float = 0.15  # ... elongated: 4 pi A / P^2 below this
     sea_min_area_px: int = 13_000  # thick water this large in the *scene* -> "sea" (every piece a chip shows)
     sea_name: str | None = "sea"  # None: large thick water is still a "lake"
     river_min_len_px: float = 40.0  # thin water at least this long (skeleton-ish) -> "river"
@@ -221,6 +223,12 @@ def chip_targets(masks: dict[str, np.ndarray], rules: SceneRules) -> tuple[list[
         for c in comps(masks["thick_water"], r.min_area_px):
             # give back the rim and short inlets the opening took off (water within thick_r + 1 px)
             c = c | (masks["water"] & ndi.binary_dilation(c, structure=grown) & ~masks["thick_water"])
+            elongated = bool(r.river_max_iso) and isoperimetric(c) < r.sea_inlet_max_iso
+            if r.sea_name and masks["sea"][c].mean() > 0.5 and elongated and c.sum() < r.sea_inlet_share * size:
+                # a creek the chip shows running into the sea: what a person sees here is a river
+                out.append(Target("river", c, f"{water_rule}; thick (open r{r.thick_r}); part of the scene's sea but "
+                                  f"< {r.sea_inlet_share:.0%} of the chip and 4piA/P^2 < {r.sea_inlet_max_iso}"))
+                continue
             if r.sea_name and masks["sea"][c].mean() > 0.5:
                 out.append(Target(r.sea_name, c, f"{water_rule}; thick (open r{r.thick_r}); part of >= {r.sea_min_area_px}px "
                                   "thick water in the scene"))

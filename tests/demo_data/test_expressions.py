@@ -164,3 +164,4 @@ def test_plural():
     assert ex.plural("lake") == "lakes"
     assert ex.plural("body of water") == "bodies of water"
     assert ex.plural("field of bare soil") == "fields of bare soil"
+    assert ex.plural("stretch of open water") == "stretches of open water"
