@@ -54,7 +54,7 @@ def predict(rule: str, category: str, masks: dict, targets) -> np.ndarray:
 
 
 def samples(chip_records):
-    """(split, category, needs_language, {rule: (I, U)}) per expression."""
+    """(split, category, needs_language, {rule: (I, U)}, kind) per expression."""
     for rec in chip_records:
         cache = {}
         for e in rec["exprs"]:
@@ -65,7 +65,7 @@ def samples(chip_records):
                 if key not in cache:
                     cache[key] = predict(rule, t.category, rec["masks"], rec["targets"])
                 parts[rule] = iou_parts(cache[key], t.mask)
-            yield rec["chip"].split, t.category, e.needs_language, parts
+            yield rec["chip"].split, t.category, e.needs_language, parts, e.kind
 
 
 def evaluate(chip_records) -> dict:
@@ -81,7 +81,9 @@ def evaluate(chip_records) -> dict:
         if not sr:
             continue
         table = {}
-        for group, keep in (("needs_language", lambda r: r[2]), ("category_only", lambda r: not r[2]), ("all", lambda r: True)):
+        groups = [("needs_language", lambda r: r[2]), ("category_only", lambda r: not r[2]), ("all", lambda r: True)]
+        groups += [(f"kind={k}", lambda r, k=k: r[4] == k) for k in ("size", "position", "relation")]
+        for group, keep in groups:
             g = [r for r in sr if keep(r)]
             table[group] = {rule: metrics(r[3][rule] for r in g) for rule in RULES}
             table[group]["best"] = metrics(r[3][best[r[1]]] for r in g)
