@@ -56,8 +56,9 @@ def build(out: Path, previews: Path | None, scenes=None, seed: int = 0, log=prin
     import pandas as pd
 
     out.mkdir(parents=True, exist_ok=True)
-    for old in out.glob("*.tif"):
-        old.unlink()
+    for name in SCENES:  # chips of an earlier build (only names this script writes: never other GeoTIFFs)
+        for old in out.glob(f"{name}_r*c*.tif"):
+            old.unlink()
     frames, chip_records, sources = [], [], []
     for name in scenes or SCENES:
         scene = SCENES[name]()
