@@ -103,6 +103,12 @@ def build(out: Path, previews: Path | None, scenes=None, seed: int = 0, log=prin
     vec = out / "demo.gpkg"
     if vec.exists():
         vec.unlink()
+    try:  # a fixed GPKG timestamp, so a rebuild of the same data is byte-identical (no git churn)
+        import pyogrio
+
+        pyogrio.set_gdal_config_options({"OGR_CURRENT_DATE": "2026-01-01T00:00:00.000Z"})
+    except ImportError:
+        pass
     gdf.to_file(vec, driver="GPKG", layer="targets")
 
     result = baseline.evaluate(chip_records)
