@@ -105,11 +105,15 @@ def build(out: Path, previews: Path | None, scenes=None, seed: int = 0, log=prin
         vec.unlink()
     try:  # a fixed GPKG timestamp, so a rebuild of the same data is byte-identical (no git churn)
         import pyogrio
-
-        pyogrio.set_gdal_config_options({"OGR_CURRENT_DATE": "2026-01-01T00:00:00.000Z"})
     except ImportError:
-        pass
-    gdf.to_file(vec, driver="GPKG", layer="targets")
+        pyogrio = None
+    if pyogrio is not None:
+        pyogrio.set_gdal_config_options({"OGR_CURRENT_DATE": "2026-01-01T00:00:00.000Z"})
+    try:
+        gdf.to_file(vec, driver="GPKG", layer="targets")
+    finally:
+        if pyogrio is not None:  # process-wide setting: do not leak it into other writers
+            pyogrio.set_gdal_config_options({"OGR_CURRENT_DATE": None})
 
     result = baseline.evaluate(chip_records)
     meta = out / "meta"  # not in the root: the custom reader takes every *.json there for a vector file
