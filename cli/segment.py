@@ -6,6 +6,8 @@ import signal
 
 import click
 
+from rrsis_geo.engine.blending import DEFAULT_WINDOW, WINDOWS  # numpy only: help stays fast
+
 from cli.options import (
     assume_crs_opt,
     bands_opt,
@@ -47,7 +49,7 @@ DEFAULT_MODEL = "btdnet-lite"
               help="Also write a PNG of the polygons drawn over the scene.")
 @click.option("--aoi", default=None, type=click.Path(dir_okay=False),
               help="Only look inside these polygons (any vector file).")
-@click.option("--window", type=click.Choice(["cosine", "linear", "flat"]), default="cosine",
+@click.option("--window", type=click.Choice(list(WINDOWS)), default=DEFAULT_WINDOW,
               show_default=True, help="Blending window in tile overlaps.")
 @click.option("--whole-scene", is_flag=True,
               help="Resample the whole scene to the model's input and predict once (for scenes of "
