@@ -156,8 +156,9 @@ class CustomGeoDataset(ReferringDataset):
         if split_column is not None:
             for i, value in enumerate(gdf[split_column]):
                 if _text(value) not in SPLITS:
+                    shown = repr(value) if _text(value) else "no value"
                     raise DatasetError(f"vector file {self.vector_path.name}: column {split_column!r} (split_column=) has "
-                                       f"{value!r} in row {i}; use one of {', '.join(SPLITS)}")
+                                       f"{shown} in row {i}; use one of {', '.join(SPLITS)}")
                 row_split[i] = _text(value)
 
         # Which rasters, in which order.
