@@ -284,9 +284,13 @@ class CustomGeoDataset(ReferringDataset):
                 self._geoms[sid] = None
                 self.records.append(self._record(sid, ri, split, expr, category, window, negative=True))
 
-        gsds = [self._gsd[r.extra["raster"]] for r in self.records]
-        known = [g for g in gsds if g is not None] or [g for g in self._gsd if g is not None]
-        self.gsd_m = float(statistics.median_low(known)) if known else None
+    @property
+    def gsd_m(self) -> float | None:
+        """Lower median of the samples' ground resolutions (metres), over the current records (so
+        ``limit_train`` or ``drop_unreadable`` keep it honest); always one raster's real value."""
+        known = [g for g in (self._gsd[r.extra["raster"]] for r in self.records) if g is not None]
+        known = known or [g for g in self._gsd if g is not None]
+        return float(statistics.median_low(known)) if known else None
 
     def gsd_values(self) -> list[dict]:
         """Every ground resolution (metres) of this dataset's samples: ``[{gsd_m, rasters, samples}]``,

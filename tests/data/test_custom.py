@@ -252,3 +252,5 @@ def test_each_sample_carries_its_rasters_resolution(custom_root):
     assert ds.gsd_values() == [{"gsd_m": 2.0, "rasters": 1, "samples": 4}, {"gsd_m": 6.0, "rasters": 1, "samples": 1}]
     coarse = [i for i, r in enumerate(ds.records) if r.image_path.name == "z_coarse.tif"]
     assert len(coarse) == 1 and ds[coarse[0]]["mask"].sum() == 100  # 60 m x 60 m at 6 m
+    ds.records = [ds.records[i] for i in coarse]  # what limit_train / drop_unreadable do
+    assert ds.gsd_m == 6.0 and ds.gsd_values() == [{"gsd_m": 6.0, "rasters": 1, "samples": 1}]
