@@ -110,10 +110,8 @@ class CustomGeoDataset(ReferringDataset):
         import rasterio
         from shapely.geometry import box
 
-        if root is None and vector is None:
-            raise DatasetError("custom data needs a root folder, or both rasters= and vector=")
-        if root is None and rasters is None and raster_column is None:
-            raise DatasetError("custom data needs a root folder, or both rasters= and vector=")
+        if root is None and (vector is None or (rasters is None and raster_column is None)):
+            raise DatasetError("custom data needs a root folder, or vector= with rasters= (or raster_column=)")
         if raster_column is not None and rasters is not None:
             raise DatasetError("pass either rasters= or raster_column= (whole-raster mode names each row's raster), not both")
         super().__init__(root if root is not None else Path(vector).parent, splits, transforms, on_error)
