@@ -22,7 +22,7 @@ def data():
 @click.option("--split", "splits", multiple=True, type=click.Choice(["train", "val", "test"]), help="Splits to check (default: all).")
 @click.option("--strict", is_flag=True, help="Exit with code 2 when any integrity problem is found.")
 @custom_data_options
-def check(fmt, root, as_json, splits, strict, expression_column, category_column, chip_size, block_chips, val_fraction):
+def check(fmt, root, as_json, splits, strict, expression_column, category_column, split_column, raster_column, chip_size, block_chips, val_fraction):
     """Count samples per split and category, summarise mask areas and report integrity
     problems (missing or unreadable images, refs without masks, empty masks)."""
     from rrsis_geo.data.check import check_dataset, format_report
@@ -35,7 +35,8 @@ def check(fmt, root, as_json, splits, strict, expression_column, category_column
             return tqdm(it, desc="checking", unit="sample", leave=False)
 
     report = check_dataset(fmt, root, splits=splits or ("train", "val", "test"), progress=progress,
-                           **custom_options(fmt, expression_column, category_column, chip_size, block_chips, val_fraction))
+                           **custom_options(fmt, expression_column, category_column, chip_size, block_chips, val_fraction,
+                                                 split_column, raster_column))
     click.echo(json.dumps(report, indent=1) if as_json else format_report(report))
     if strict and report["problems"]:
         raise SystemExit(2)

@@ -14,6 +14,8 @@ def custom_data_options(f):
     for opt in reversed([
         click.option("--expression-column", default=None, help="Custom data: column with the expressions [expression]."),
         click.option("--category-column", default=None, help="Custom data: column with category names."),
+        click.option("--split-column", default=None, help="Custom data: column with train/val/test per row (instead of hashed blocks)."),
+        click.option("--raster-column", default=None, help="Custom data: column naming each row's raster; the whole raster is the frame."),
         click.option("--chip-size", type=click.IntRange(8), default=None, help="Custom data: chip side in pixels [512]."),
         click.option("--block-chips", type=click.IntRange(1), default=None, help="Custom data: split block side in chips [4]."),
         click.option("--val-fraction", type=click.FloatRange(0, 1, max_open=True), default=None, help="Custom data: share of blocks for validation [0.2]."),
@@ -22,10 +24,12 @@ def custom_data_options(f):
     return f
 
 
-def custom_options(fmt: str, expression_column, category_column, chip_size, block_chips, val_fraction) -> dict:
+def custom_options(fmt: str, expression_column, category_column, chip_size, block_chips, val_fraction,
+                   split_column=None, raster_column=None) -> dict:
     """The custom-data options the user gave (the reader's defaults, or a checkpoint's, fill the rest)."""
     if fmt != "custom":
         return {}
     given = {"expression_column": expression_column, "category_column": category_column,
-             "chip_size": chip_size, "block_chips": block_chips, "val_fraction": val_fraction}
+             "chip_size": chip_size, "block_chips": block_chips, "val_fraction": val_fraction,
+             "split_column": split_column, "raster_column": raster_column}
     return {k: v for k, v in given.items() if v is not None}

@@ -25,7 +25,7 @@ from cli.data_options import custom_data_options, custom_options, format_opt
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON instead of the table.")
 @custom_data_options
 def evaluate(checkpoint, fmt, root, split, out_dir, native, strict, empty, batch_size, device, amp, grid, limit,
-             skip_corrupt, as_json, expression_column, category_column, chip_size, block_chips, val_fraction):
+             skip_corrupt, as_json, expression_column, category_column, split_column, raster_column, chip_size, block_chips, val_fraction):
     """Print the paper-style table (mIoU, oIoU, Pr@0.5-0.9, per category, sample count)."""
     import json
     import sys
@@ -43,7 +43,8 @@ def evaluate(checkpoint, fmt, root, split, out_dir, native, strict, empty, batch
     report = evaluate_checkpoint(checkpoint, fmt, root, split, out_dir=out_dir, native=native, strict=strict, empty=empty,
                                  batch_size=batch_size, device=device, amp=amp, grid=grid if out_dir else 0, limit=limit,
                                  on_error="skip" if skip_corrupt else "raise", progress=progress,
-                                 **custom_options(fmt, expression_column, category_column, chip_size, block_chips, val_fraction))
+                                 **custom_options(fmt, expression_column, category_column, chip_size, block_chips, val_fraction,
+                                                 split_column, raster_column))
     if as_json:
         click.echo(json.dumps({k: v for k, v in report.items() if k != "samples"}, indent=1))
         return

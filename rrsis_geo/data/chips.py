@@ -22,8 +22,38 @@ class ChipWindow:
     size: int
 
     @property
+    def width(self) -> int:
+        return self.size
+
+    @property
+    def height(self) -> int:
+        return self.size
+
+    @property
     def bounds_px(self) -> tuple[int, int, int, int]:
         return self.col_off, self.row_off, self.col_off + self.size, self.row_off + self.size
+
+
+@dataclass(frozen=True)
+class RasterWindow:
+    """A whole raster used as the frame (whole-raster mode): no chip is cut, the frame is the file."""
+
+    width: int
+    height: int
+    col_off: int = 0
+    row_off: int = 0
+
+    @property
+    def bounds_px(self) -> tuple[int, int, int, int]:
+        return self.col_off, self.row_off, self.col_off + self.width, self.row_off + self.height
+
+
+def centre_chip(col: float, row: float, chip: int) -> ChipWindow:
+    """A ``chip``-pixel window centred on (col, row), not clamped to any block (used when the
+    splits come from a column, so blocks play no part)."""
+    if chip <= 0:
+        raise ValueError(f"need chip > 0 (got {chip})")
+    return ChipWindow(int(round(col - chip / 2)), int(round(row - chip / 2)), chip)
 
 
 def block_of(col: float, row: float, block: int) -> tuple[int, int]:

@@ -50,7 +50,9 @@ DEFAULTS: dict[str, Any] = {
         "limit_val": 0,
         "custom": {
             "expression_column": "expression",
-            "category_column": None,
+            "category_column": None,  # per-category metrics in val.csv / checkpoints
+            "split_column": None,  # a column with train/val/test per row: replaces the hashed blocks
+            "raster_column": None,  # a column naming each row's raster (relative to root): whole-raster frames, no chips
             "chip_size": 512,
             "block_chips": 4,
             "val_fraction": 0.2,

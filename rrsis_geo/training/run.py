@@ -45,6 +45,8 @@ def build_datasets(cfg: dict, bundle: ModelBundle):
         "train_split": d["train_split"], "train_samples": len(train),
         "val_split": d["val_split"], "val_samples": len(val) if val is not None else 0,
         "input_size": size, "gsd_m": getattr(train, "gsd_m", None), "dropped_unreadable": len(dropped),
+        # every resolution the training samples have (custom data): gsd_m above is their lower median
+        "gsd_m_values": train.gsd_values() if hasattr(train, "gsd_values") else None,
         "index_problems": len(train.problems) + (len(val.problems) if val is not None else 0),
     }
     return train, val, info
