@@ -20,9 +20,10 @@ def info(scene, bands, tile, overlap, assume_crs, as_json):
     """Print SCENE's size, CRS, resolution, bands, validity masks and the tile plan."""
     from rrsis_geo.engine.raster import open_scene, parse_bands
     from rrsis_geo.engine.summary import scene_summary
+    from rrsis_geo.engine.tiling import default_overlap
 
     tile = tile or 512
-    overlap = tile // 8 if overlap is None else overlap
+    overlap = default_overlap(tile) if overlap is None else overlap
     scene_info = open_scene(scene, parse_bands(bands), assume_crs)
     summary = scene_summary(scene_info, tile, overlap)
     if as_json:

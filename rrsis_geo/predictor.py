@@ -12,6 +12,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from rrsis_geo.errors import ModelError
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -37,6 +39,12 @@ class ModelInfo:
     gsd_m: float | None = None
     max_tokens: int = 20
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):
+        for name in ("mean", "std"):
+            n = len(getattr(self, name))
+            if n not in (1, self.bands):
+                raise ModelError(f"model {self.model_id} has {n} {name} values for {self.bands} bands")
 
 
 @runtime_checkable

@@ -267,10 +267,8 @@ class TileReader:
         self.unique = list(dict.fromkeys(info.bands))
         self.index = [self.unique.index(b) for b in info.bands]
         n = len(info.bands)
-        mean = np.asarray(mean, dtype=np.float64)
+        mean = np.asarray(mean, dtype=np.float64)  # lengths checked by ModelInfo
         std = np.asarray(std, dtype=np.float64)
-        if mean.size not in (1, n) or std.size not in (1, n):
-            raise InputError("the model's mean/std do not match the number of bands")
         self.lo = np.asarray(scaling.lo, dtype=np.float64)
         self.hi = np.asarray(scaling.hi, dtype=np.float64)
         self.mean = np.broadcast_to(mean, (n,))

@@ -21,6 +21,7 @@ import os
 import platform
 import queue
 import shutil
+import sys
 import threading
 import time
 import uuid
@@ -46,7 +47,14 @@ from rrsis_geo.engine.raster import (
     parse_crs,
     scaling_from_model,
 )
-from rrsis_geo.engine.tiling import Tile, axis_plan, plan_tiles, rows_final_after, validate_tiling
+from rrsis_geo.engine.tiling import (
+    Tile,
+    axis_plan,
+    default_overlap,
+    plan_tiles,
+    rows_final_after,
+    validate_tiling,
+)
 from rrsis_geo.engine.vectorize import SeamMerger, to_crs_geometry
 from rrsis_geo.engine.whole_scene import check_whole_scene, predict_whole_scene
 from rrsis_geo.errors import Cancelled, ExpressionError, InputError, ModelError, OutputError
@@ -187,11 +195,9 @@ def _segment_scene(
     expression = check_expression(expression)
     threshold = minfo.threshold if options.threshold is None else float(options.threshold)
     tile = options.tile or minfo.input_size
-    overlap = options.overlap if options.overlap is not None else tile // 8
+    overlap = options.overlap if options.overlap is not None else default_overlap(tile)
     validate_tiling(tile, overlap)
     dst_crs = parse_crs(options.dst_crs) if options.dst_crs else None
-    if len(minfo.mean) not in (1, minfo.bands):
-        raise ModelError(f"model {minfo.model_id} has {len(minfo.mean)} mean values for {minfo.bands} bands")
     aoi_fn = _aoi_mask_fn(options.aoi, info) if options.aoi else None
 
     with rasterio.open(info.path) as ds:
@@ -553,9 +559,7 @@ def _aoi_mask_fn(path: str, info: SceneInfo):
     import geopandas as gpd
     from rasterio.features import geometry_mask
 
-    if not os.path.exists(path):
-        raise InputError(f"--aoi file not found: {path}")
-    try:
+    try:  # existence was checked by preflight
         frame = gpd.read_file(path)
     except Exception as exc:
         raise InputError(f"--aoi: cannot read {path} as vector data ({exc})") from None
@@ -629,8 +633,6 @@ def _write_prob_cog(src_path: str, target: str) -> out.PendingFile:
 
 
 def _versions() -> dict:
-    import sys
-
     import geopandas
     import pyproj
     import shapely
@@ -657,7 +659,7 @@ def _manifest(result, info, expression, minfo, options, tile, overlap, margin, t
                   "nodata": info.nodata, "bands": list(info.bands)},
         "model": {"id": minfo.model_id, "sha256": minfo.checksum, "input_size": minfo.input_size,
                   "mean": list(minfo.mean), "std": list(minfo.std)},
-        "parameters": {**{k: v for k, v in asdict(options).items()}, "tile": tile, "overlap": overlap,
+        "parameters": {**asdict(options), "tile": tile, "overlap": overlap,
                        "blend_margin": margin, "threshold": threshold,
                        "dst_crs": dst_crs.to_string() if dst_crs else None},
         "normalisation": scaling.as_dict(),

@@ -54,6 +54,11 @@ class AxisPlan:
     after: tuple[int, ...]
 
 
+def default_overlap(tile: int) -> int:
+    """The overlap used when none is given: an eighth of the tile."""
+    return tile // 8
+
+
 def validate_tiling(tile: int, overlap: int) -> None:
     """Raise :class:`InputError` unless ``0 <= overlap < tile`` and ``tile >= 1``."""
     if tile < 1:

@@ -31,6 +31,14 @@ def read_prob(path):
         return src.read(1)
 
 
+def block_scene(tmp_path, block=True):
+    """A 40 x 40 UTM scene, dark except (optionally) one bright 10 x 10 block at rows/cols 10-19."""
+    data = np.zeros((3, 40, 40), dtype="uint8") + 20
+    if block:
+        data[0, 10:20, 10:20] = 230
+    return write_raster(tmp_path / "s.tif", data)
+
+
 def normalised(data_uint8, mean=0.5, std=0.25):
     return (data_uint8.astype(np.float32) / 255.0 - mean) / std
 
@@ -248,9 +256,7 @@ def test_rotated_affine_places_pixels_where_the_transform_says(tmp_path):
 
 
 def test_dst_crs_reprojects_output(tmp_path):
-    data = np.zeros((3, 40, 40), dtype="uint8") + 20
-    data[0, 10:20, 10:20] = 230
-    scene = write_raster(tmp_path / "s.tif", data)
+    scene = block_scene(tmp_path)
     _, out = run(tmp_path, scene, ThresholdModel(input_size=32), tile=32, overlap=8,
                  dst_crs="EPSG:4326")
     frame = gpd.read_file(out)
@@ -310,6 +316,17 @@ def test_band_selection_feeds_the_chosen_bands(tmp_path):
         run(tmp_path, scene, model, name="x.gpkg", bands=(1, 2))
 
 
+def test_model_info_refuses_normalisation_of_the_wrong_length():
+    from rrsis_geo.errors import ModelError
+    from rrsis_geo.predictor import ModelInfo
+
+    with pytest.raises(ModelError, match="2 mean values for 3 bands"):
+        ModelInfo(model_id="m", checksum="c", mean=(0.5, 0.5))
+    with pytest.raises(ModelError, match="4 std values for 3 bands"):
+        ModelInfo(model_id="m", checksum="c", std=(0.2,) * 4)
+    assert ModelInfo(model_id="m", checksum="c", bands=4, mean=(0.5,), std=(0.2,)).bands == 4
+
+
 def test_unsupported_dtype_refused(tmp_path):
     scene = write_raster(tmp_path / "s.tif", np.zeros((3, 20, 20), dtype="complex64"))
     with pytest.raises(RasterError, match="unsupported data type complex64"):
@@ -343,10 +360,7 @@ def test_features_carry_provenance_and_manifest_records_run(tmp_path):
 @pytest.mark.parametrize("ext", [".gpkg", ".geojson", ".parquet", ".shp", ".fgb"])
 @pytest.mark.parametrize("empty", [False, True])
 def test_output_formats_with_schema_and_crs(tmp_path, ext, empty):
-    data = np.zeros((3, 40, 40), dtype="uint8") + 20
-    if not empty:
-        data[0, 10:20, 10:20] = 230
-    scene = write_raster(tmp_path / "s.tif", data)
+    scene = block_scene(tmp_path, block=not empty)
     _, out = run(tmp_path, scene, ThresholdModel(input_size=32), name="o" + ext, tile=32, overlap=8)
     frame = gpd.read_parquet(out) if ext == ".parquet" else gpd.read_file(out)
     assert len(frame) == (0 if empty else 1)
@@ -365,9 +379,7 @@ def test_output_formats_with_schema_and_crs(tmp_path, ext, empty):
 
 
 def test_source_label_replaces_scene_path(tmp_path):
-    data = np.zeros((3, 40, 40), dtype="uint8") + 20
-    data[0, 10:20, 10:20] = 230
-    scene = write_raster(tmp_path / "s.tif", data)
+    scene = block_scene(tmp_path)
     result, out = run(tmp_path, scene, ThresholdModel(input_size=32), tile=32, overlap=8,
                       source_label="Orthophoto (wms: https://example/wms)")
     assert set(gpd.read_file(out).source) == {"Orthophoto (wms: https://example/wms)"}

@@ -87,3 +87,19 @@ def test_every_pixel_has_positive_total_weight(window, w, h, tile, overlap):
 def test_ramp_margin_is_zero_then_rises_to_one():
     r = ramp(32, 8, "linear")
     assert np.all(r[:8] == 0) and np.all(np.diff(r[8:24]) > 0) and np.all(r[24:] == 1)
+
+
+def test_info_and_segment_share_the_default_overlap(tmp_path):
+    # `rrsis info` must show the plan `rrsis segment` will run when no overlap is given.
+    from click.testing import CliRunner
+
+    from cli.main import cli
+    from rrsis_geo.engine.tiling import default_overlap
+    from tests.rasters import smooth_field, write_raster
+
+    scene = write_raster(tmp_path / "s.tif", smooth_field(300, 500))
+    r = CliRunner().invoke(cli, ["info", scene, "--tile", "128", "--json"])
+    assert r.exit_code == 0, r.output
+    import json
+
+    assert json.loads(r.output)["tile_plan"]["overlap"] == default_overlap(128) == 16
