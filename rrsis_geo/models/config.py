@@ -75,6 +75,13 @@ class MCIConfig:
     heads: int = 8  # [ours]
     ffn_ratio: float = 4.0  # [ours]
     dropout: float = 0.0  # [ours]
+    # where each visual token lies in the frame, added before the cross-attention [ours]:
+    # "none" (the paper's MCI), "fourier" (a learned projection of sine/cosine features of the
+    # normalised (x, y) position, the same at any input size). Position words ("the lake in the
+    # north-west", "the easternmost field") need it: the convolutions alone know position only
+    # through their zero padding.
+    position: str = "none"
+    position_freqs: int = 8  # octaves per axis for "fourier" [ours]
 
 
 @dataclass

@@ -3,17 +3,37 @@
 BTDNet (arXiv 2502.08486) [paper]: cross-attention vision->language then language->vision over the
 multi-scale features, repeated n times. Details [ours]: every stage map is projected to ``dim``
 with a 1x1 conv, flattened and concatenated into one token sequence (plus a learned per-scale
-embedding); each iteration lets the text tokens attend to all visual tokens (+FFN), then the
+embedding, and with ``position="fourier"`` a learned projection of Fourier features of each
+token's normalised (x, y) position in the frame); each iteration lets the text tokens attend to all visual tokens (+FFN), then the
 visual tokens attend to the text (+FFN); the sequence is split back into the four maps. Nothing
 depends on the input size.
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn as nn
 
+from rrsis_geo.errors import ConfigError
 from rrsis_geo.models.config import MCIConfig
+
+POSITION_KINDS = ("none", "fourier")
+
+
+def fourier_positions(h: int, w: int, freqs: int, device=None, dtype=None) -> torch.Tensor:
+    """(h*w, 4*freqs) sin/cos features of cell centres normalised to (0, 1) on each axis, row-major.
+
+    Normalised coordinates make the features depend on where a cell lies in the frame, not on the
+    input size: cell (0, 0) of a 8 x 8 map and of a 16 x 16 map share the corner's features.
+    """
+    ys = (torch.arange(h, device=device, dtype=torch.float32) + 0.5) / h
+    xs = (torch.arange(w, device=device, dtype=torch.float32) + 0.5) / w
+    yy, xx = torch.meshgrid(ys, xs, indexing="ij")
+    bands = math.pi * (2.0 ** torch.arange(freqs, device=device, dtype=torch.float32))
+    ang = torch.cat([xx.reshape(-1, 1) * bands, yy.reshape(-1, 1) * bands], 1)
+    return torch.cat([ang.sin(), ang.cos()], 1).to(dtype or torch.float32)
 
 
 class CrossAttentionLayer(nn.Module):
@@ -43,6 +63,10 @@ class MCI(nn.Module):
                                   for c in v_dims)
         self.scale_embed = nn.Parameter(torch.zeros(len(v_dims), d))
         nn.init.trunc_normal_(self.scale_embed, std=0.02)
+        if cfg.position not in POSITION_KINDS:
+            raise ConfigError(f"mci.position must be one of {', '.join(POSITION_KINDS)}, not {cfg.position!r}")
+        self.freqs = cfg.position_freqs
+        self.pos_proj = nn.Linear(4 * cfg.position_freqs, d) if cfg.position == "fourier" else None
         self.text_proj = nn.Sequential(nn.Linear(l_dim, d), nn.LayerNorm(d))
         self.text_layers = nn.ModuleList(CrossAttentionLayer(d, cfg.heads, cfg.ffn_ratio, cfg.dropout)
                                          for _ in range(cfg.iters))
@@ -55,7 +79,10 @@ class MCI(nn.Module):
         for i, (f, proj) in enumerate(zip(feats, self.proj)):
             x = proj(f)
             shapes.append(x.shape[-2:])
-            tokens.append(x.flatten(2).transpose(1, 2) + self.scale_embed[i])
+            t = x.flatten(2).transpose(1, 2) + self.scale_embed[i]
+            if self.pos_proj is not None:
+                t = t + self.pos_proj(fourier_positions(*x.shape[-2:], self.freqs, x.device, x.dtype))
+            tokens.append(t)
         vis = torch.cat(tokens, 1)
         txt = self.text_proj(l)
         pad = ~mask.bool()

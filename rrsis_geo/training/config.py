@@ -76,6 +76,9 @@ DEFAULTS: dict[str, Any] = {
         "warmup_factor": 0.001,
         "clip_grad_norm": 0.0,  # 0: off
         "amp": "off",  # off | bf16 | fp16 (fp16 on CUDA only)
+        # parameter-name prefixes kept at their starting values, e.g. ["text."]: the pretrained text
+        # encoder stays bit-identical, so `rrsis model export` can store the model without it
+        "freeze": [],
     },
     "eval": {
         "every_epochs": 1,

@@ -125,6 +125,22 @@ def _seed_worker(worker_id: int) -> None:
     random.seed(s)
 
 
+def freeze_parameters(model: torch.nn.Module, prefixes: list[str]) -> int:
+    """Stop gradients for every parameter whose name starts with one of ``prefixes``; returns how
+    many were frozen. A prefix that names nothing is a config error (a typo would train it)."""
+    named = list(model.named_parameters())
+    frozen = {}
+    for prefix in prefixes:
+        hits = [p for name, p in named if name.startswith(str(prefix))]
+        if not hits:
+            roots = sorted({name.split(".")[0] + "." for name, _ in named})
+            raise ConfigError(f"optim.freeze: no parameter name starts with {prefix!r}; top-level modules: {', '.join(roots)}")
+        for p in hits:
+            p.requires_grad_(False)
+            frozen[id(p)] = p.numel()
+    return sum(frozen.values())
+
+
 # -- the trainer ----------------------------------------------------------------------------
 
 
@@ -155,6 +171,7 @@ class Trainer:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.model = DDP(self.module, device_ids=ids, find_unused_parameters=bool(run["find_unused_parameters"]))
 
+        self.frozen = freeze_parameters(self.module, o["freeze"])
         groups = bundle.param_groups(self.module, encoder_lr=o["encoder_lr"], head_lr=o["head_lr"], weight_decay=o["weight_decay"])
         self.optimizer = torch.optim.AdamW(groups, betas=tuple(o["betas"]))
         probe = GlobalBatchSampler(len(train_ds), o["batch_size"], accumulation=o["accumulation"], world=self.dist.world)

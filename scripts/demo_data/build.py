@@ -51,14 +51,15 @@ def write_chip(path: Path, data: np.ndarray, transform, crs):
         dst.descriptions = ("red", "green", "blue", "nir")
 
 
-def build(out: Path, previews: Path | None, scenes=None, seed: int = 0, log=print) -> dict:
+def build(out: Path, previews: Path | None, scenes=None, seed: int = 0, log=print, windows_per_chip: int = 0) -> dict:
     import geopandas as gpd
     import pandas as pd
 
     out.mkdir(parents=True, exist_ok=True)
     for name in SCENES:  # chips of an earlier build (only names this script writes: never other GeoTIFFs)
-        for old in out.glob(f"{name}_r*c*.tif"):
-            old.unlink()
+        for pattern in (f"{name}_r*c*.tif", f"{name}_w*_*_d*.tif"):
+            for old in out.glob(pattern):
+                old.unlink()
     frames, chip_records, sources = [], [], []
     for name in scenes or SCENES:
         scene = SCENES[name]()
@@ -70,12 +71,17 @@ def build(out: Path, previews: Path | None, scenes=None, seed: int = 0, log=prin
         ix = labels.indices(scene.bands["red"], scene.bands["green"], scene.bands["nir"], scene.bands["blue"])
         masks = labels.class_masks(ix, scene.rules, scene.valid)
         chips = layout.grid(name, W, H, CHIP, GAP, scene.split_of)
+        if windows_per_chip > 0:  # training set for the demo model: random windows of the train regions
+            n = windows_per_chip * sum(c.split == "train" for c in chips)
+            rng = np.random.default_rng(zlib.crc32(f"{seed}:{name}:windows".encode()))
+            chips = [c for c in chips if c.split != "train"] + layout.train_windows(chips, scene.valid, CHIP, GAP, n, rng)
         n_kept, rows = 0, []
         for chip in chips:
             win = (slice(chip.row_off, chip.row_off + CHIP), slice(chip.col_off, chip.col_off + CHIP))
             if not scene.valid[win].all():
                 continue
-            cm = {k: v[win] for k, v in masks.items()}
+            cm = {k: layout.dihedral(v[win], chip.op) for k, v in masks.items()}
+            image = layout.dihedral(scene.rgbn8[(slice(None), *win)], chip.op)
             targets, distractors = labels.chip_targets(cm, scene.rules)
             if len(targets) < 2:
                 continue  # a chip with one object (or none) teaches no referring
@@ -85,7 +91,7 @@ def build(out: Path, previews: Path | None, scenes=None, seed: int = 0, log=prin
             if not exprs:
                 continue
             t = chip_transform(scene.transform, chip)
-            write_chip(out / chip.name, scene.rgbn8[(slice(None), *win)], t, scene.crs)
+            write_chip(out / chip.name, image, t, scene.crs)
             n_kept += 1
             polys = [labels.component_polygons(tg.mask, t) for tg in targets]
             for e in exprs:
@@ -94,7 +100,7 @@ def build(out: Path, previews: Path | None, scenes=None, seed: int = 0, log=prin
                                  kind=e.kind, needs_language=e.needs_language, target=f"{chip.name[:-4]}#{e.target}",
                                  scene=name, area_px=tg.area, fact=e.fact, geometry=polys[e.target]))
             chip_records.append(dict(chip=chip, scene=scene, targets=targets, distractors=distractors, exprs=exprs, masks=cm,
-                                     image=scene.rgbn8[(slice(None), *win)], transform=t))
+                                     image=image, transform=t))
         log(f"scene {name}: {len(chips)} grid chips, {n_kept} kept")
         if rows:  # polygons in the scene's CRS, then all scenes in one neutral CRS
             frames.append(gpd.GeoDataFrame(rows, geometry="geometry", crs=scene.crs).to_crs(VECTOR_CRS))
@@ -121,7 +127,7 @@ def build(out: Path, previews: Path | None, scenes=None, seed: int = 0, log=prin
     (meta / "baseline.json").write_text(json.dumps(result, indent=2) + "\n")
     stats = statistics(gdf, chip_records)
     (meta / "stats.json").write_text(json.dumps(stats, indent=2) + "\n")
-    overlays.contact_sheet(chip_records, meta / "contact_sheet.png")
+    overlays.contact_sheet(chip_records[:60], meta / "contact_sheet.png")
     if previews is not None:
         previews.mkdir(parents=True, exist_ok=True)
         for rec in chip_records:
@@ -165,6 +171,11 @@ def write_readme(out: Path, sources, stats):
         "- `meta/stats.json`, `meta/contact_sheet.png`: counts and a visual check of the labels. (Nothing but the chips,",
         "  the GPKG and this README sits in the root: the custom reader counts any `*.json` there as a vector file.)",
         "",
+        "Chips named `<scene>_w<x>_<y>_d<op>.tif` exist only in a training build (`--train-windows K`): random",
+        "windows of the train regions turned by dihedral op <op> (quarter turns, then a mirror if op >= 4), their",
+        "expressions made in the turned frame. They keep the geotransform of the unturned window, so their pixels",
+        "and polygons agree with each other but a turned window does not sit on the map where its pixels came from.",
+        "",
         "Labels come from band rules, not from people: expect rule errors (e.g. shadow or dark forest read as water",
         "at the margins, parcels of the same crop merged into one field, which the solidity test then drops).",
         "",
@@ -183,8 +194,12 @@ def main(argv=None):
     ap.add_argument("--previews", type=Path, default=None, help="folder for one overlay PNG per chip")
     ap.add_argument("--scenes", nargs="*", default=None, choices=list(SCENES))
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--train-windows", type=int, default=0, metavar="K",
+                    help="replace the train chips by K random windows per train chip, each in one of the 8 "
+                         "orientations, expressions made in its own frame (the demo model's training set; "
+                         "val and test stay the grid chips of data/demo)")
     args = ap.parse_args(argv)
-    res = build(args.out, args.previews, args.scenes, args.seed)
+    res = build(args.out, args.previews, args.scenes, args.seed, windows_per_chip=args.train_windows)
     print(json.dumps(res["stats"], indent=1))
     print(baseline.format_table(res["baseline"]))
 

@@ -30,16 +30,26 @@ def synthetic_scene():
                  split_by_cells({(0, 1): "val", (1, 1): "test"}), "synthetic", "none")
 
 
-@pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    out = tmp_path_factory.mktemp("demo")
-    mp = pytest.MonkeyPatch()
-    mp.setattr(build_mod, "SCENES", {"syn": synthetic_scene})
-    try:
-        res = build_mod.build(out, out / "previews", log=lambda *a: None)
-    finally:
-        mp.undo()
-    return out, res
+_BUILDS = {}
+
+
+def _build(tmp_path_factory, windows_per_chip):
+    if windows_per_chip not in _BUILDS:
+        out = tmp_path_factory.mktemp("demo")
+        mp = pytest.MonkeyPatch()
+        mp.setattr(build_mod, "SCENES", {"syn": synthetic_scene})
+        try:
+            res = build_mod.build(out, out / "previews", log=lambda *a: None, windows_per_chip=windows_per_chip)
+        finally:
+            mp.undo()
+        _BUILDS[windows_per_chip] = (out, res)
+    return _BUILDS[windows_per_chip]
+
+
+@pytest.fixture(scope="module", params=[0, 3], ids=["grid", "train-windows"])
+def built(request, tmp_path_factory):
+    """The published layout (grid chips) and the demo model's training build (train windows)."""
+    return _build(tmp_path_factory, request.param)
 
 
 def test_layout_files_and_columns(built):
@@ -57,7 +67,7 @@ def test_layout_files_and_columns(built):
     # the root holds the chips and ONE vector file, as the custom reader's discover() demands
     vector_like = [p.name for p in out.iterdir() if p.suffix.lower() in (".gpkg", ".geojson", ".json", ".shp")]
     assert vector_like == ["demo.gpkg"]
-    assert len(list((out / "previews").glob("*.png"))) == 4
+    assert len(list((out / "previews").glob("*.png"))) == len(res["records"])
     b = json.loads((out / "meta" / "baseline.json").read_text())
     assert b["splits"]["test"]["all"]["class_raw"]["n"] > 0
 
@@ -94,7 +104,7 @@ def test_chip_transform_is_the_scene_window(built):
             # the pixels are the scene's pixels of that window (JPEG: close, not exact)
             data = src.read()
             sc = synthetic_scene()
-            ref = sc.rgbn8[:, ch.row_off : ch.row_off + 256, ch.col_off : ch.col_off + 256]
+            ref = build_mod.layout.dihedral(sc.rgbn8[:, ch.row_off : ch.row_off + 256, ch.col_off : ch.col_off + 256], ch.op)
             assert np.abs(data.astype(int) - ref).mean() < 3
 
 
@@ -116,10 +126,10 @@ def test_splits_are_whole_chips_that_never_overlap_across_splits(built):
                 assert ga.intersection(gb).area == 0
 
 
-def test_expressions_are_in_the_chip_frame(built):
+def test_expressions_are_in_the_chip_frame(tmp_path_factory):
     import geopandas as gpd
 
-    _out, res = built
+    _out, res = _build(tmp_path_factory, 0)
     gdf = gpd.read_file(res["vector"])
     # every chip holds the same layout, so each chip's own frame gives each one the same facts:
     # the large lake is the largest and in the north-west corner of *its* chip, not of the scene
@@ -128,3 +138,28 @@ def test_expressions_are_in_the_chip_frame(built):
     assert set(nw["target"].str.split("#").str[1]) == {"0"}
     largest = gdf[(gdf["fact"].str.startswith("rank=1/")) & (gdf["category"] == "lake")]
     assert set(largest["chip"]) == set(gdf["chip"])
+
+
+def test_training_windows_replace_train_chips_only(tmp_path_factory):
+    """The training build: train rows come from turned windows whose facts follow the turn; the
+    val and test rows are exactly the published ones (same chips, same expressions)."""
+    import geopandas as gpd
+
+    grid = gpd.read_file(_build(tmp_path_factory, 0)[1]["vector"])
+    out, res = _build(tmp_path_factory, 3)
+    win = gpd.read_file(res["vector"])
+    cols = ["expression", "chip", "target", "fact", "split"]
+    held = lambda g: g[g["split"] != "train"][cols].sort_values(cols).reset_index(drop=True)  # noqa: E731
+    assert held(win).equals(held(grid))
+    train = win[win["split"] == "train"]
+    assert len(train) and train["chip"].str.contains("_w").all()
+    ops = {r["chip"].op for r in res["records"] if r["chip"].window}
+    assert len(ops) > 1  # several orientations, not one
+    # a position fact states where the target lies in the *turned* frame
+    for rec in res["records"]:
+        for e in rec["exprs"]:
+            if e.fact.startswith("cell="):
+                t = rec["targets"][e.target]
+                cx, cy = t.mask.nonzero()[1].mean(), t.mask.nonzero()[0].mean()
+                name = build_mod.expressions.CELL_NAMES[build_mod.expressions.cell_of(cx / 256, cy / 256)]
+                assert e.fact == f"cell={name}", (rec["chip"].name, e.text)

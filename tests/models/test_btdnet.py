@@ -240,3 +240,44 @@ def test_tiny_inputs_train_without_a_one_by_one_last_stage():
     out = model(images, text, targets=torch.zeros(2, 32, 32, dtype=torch.long))
     assert out.logits.shape == (2, 2, 32, 32)
     out.loss.backward()
+
+
+def test_fourier_positions_are_normalised_cell_centres():
+    from rrsis_geo.models.mci import fourier_positions
+
+    f = fourier_positions(4, 8, freqs=3)
+    assert f.shape == (32, 12)
+    x = (torch.arange(8) + 0.5) / 8
+    y = (torch.arange(4) + 0.5) / 4
+    # column 0: sin(pi x) of each token's column; column 3: sin(pi y) of its row (row-major tokens)
+    assert torch.allclose(f[:8, 0], torch.sin(torch.pi * x), atol=1e-6)
+    assert torch.allclose(f[::8, 3], torch.sin(torch.pi * y), atol=1e-6)
+    # the centre cell of a 3 x 3 map and of a 5 x 5 map lie at the same place in the frame
+    assert torch.allclose(fourier_positions(3, 3, 3)[4], fourier_positions(5, 5, 3)[12], atol=1e-6)
+
+
+@pytest.mark.parametrize("position", ["none", "fourier"])
+def test_mci_positions_tell_identical_tokens_apart(position):
+    """A featureless scene: without positions every visual token is the same; with them the MCI
+    output varies across the frame, which is what position words need."""
+    from rrsis_geo.models.config import MCIConfig
+    from rrsis_geo.models.mci import MCI
+
+    torch.manual_seed(0)
+    mci = MCI([8, 16], 12, MCIConfig(dim=32, iters=1, heads=2, position=position)).eval()
+    feats = [torch.ones(1, 8, 6, 6), torch.ones(1, 16, 3, 3)]
+    with torch.no_grad():
+        maps, _, _ = mci(feats, torch.randn(1, 4, 12), torch.ones(1, 4, dtype=torch.long))
+    spread = float(maps[0].std(dim=(2, 3)).max())
+    if position == "none":
+        assert spread < 1e-5
+    else:
+        assert spread > 1e-2
+
+
+def test_unknown_position_kind_is_refused():
+    from rrsis_geo.errors import ConfigError
+    from rrsis_geo.models import create_model
+
+    with pytest.raises(ConfigError, match="mci.position"):
+        create_model("btdnet-tiny", mci__position="learned")

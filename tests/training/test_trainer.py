@@ -196,3 +196,22 @@ def test_verify_drops_corrupt_samples(make_cfg, tmp_path):
     with safe_open(str(Path(result["out_dir"]) / "last.safetensors"), "pt") as f:
         meta = json.loads(f.metadata()["rrsis_meta"])
     assert meta["training"]["data"]["dropped_unreadable"] == 1 and meta["training"]["data"]["train_samples"] == 15
+
+
+def test_freeze_keeps_named_parameters_bit_identical(make_cfg):
+    """optim.freeze: the frozen prefix ends exactly where it started; the rest trains."""
+    bundle = tiny_bundle()
+    start = {k: v.clone() for k, v in bundle.model.state_dict().items()}
+    cfg = make_cfg("optim.epochs=1", 'optim.freeze=["text."]')
+    run_training(cfg, bundle=bundle)
+    end = _params(cfg["run"]["out_dir"])
+    assert all(torch.equal(end[k], start[k]) for k in start if k.startswith("text."))
+    assert any(not torch.equal(end[k], start[k]) for k in start if k.startswith("vision."))
+
+
+def test_freeze_prefix_that_names_nothing_is_refused(make_cfg):
+    from rrsis_geo.errors import ConfigError
+
+    cfg = make_cfg('optim.freeze=["txt."]')
+    with pytest.raises(ConfigError, match="no parameter name starts with 'txt.'"):
+        run_training(cfg, bundle=tiny_bundle())
