@@ -12,11 +12,15 @@ def model():
 
 @model.command("list")
 def list_cmd():
-    """List the model presets."""
+    """List the shipped (trained) models and the presets (architectures, untrained heads)."""
     from rrsis_geo.models import list_presets
+    from rrsis_geo.weights import SHIPPED
 
+    for m in SHIPPED.values():
+        state = "" if m.path.is_file() else "  [missing from this installation]"
+        click.echo(f"{m.name:18s} trained  {m.summary}{state}")
     for name in list_presets():
-        click.echo(name)
+        click.echo(f"{name:18s} preset   architecture only: random or generic pretrained weights, untrained heads")
 
 
 @model.command("info")
@@ -31,24 +35,29 @@ def info(name_or_path, as_json, no_flops):
     from rrsis_geo.errors import ModelError
     from rrsis_geo.models import config_from_dict, get_config, list_presets, read_metadata
     from rrsis_geo.models.checkpoint import sha256_file
+    from rrsis_geo.weights import SHIPPED, resolve_checkpoint
     from rrsis_geo.models.summary import count_parameters, meta_model, summarize
 
     # shapes only: the model is built on the meta device (no weights are read or allocated)
     meta = None
-    if name_or_path in list_presets():
-        cfg = get_config(name_or_path)
-    elif Path(name_or_path).exists():
-        meta = read_metadata(name_or_path)
+    path = resolve_checkpoint(name_or_path)
+    if path is not None:
+        meta = read_metadata(path)
         cfg = config_from_dict(meta["config"])
+    elif name_or_path in list_presets():
+        cfg = get_config(name_or_path)
     else:
-        raise ModelError(f"{name_or_path!r} is neither a preset ({', '.join(list_presets())}) nor a checkpoint file")
+        raise ModelError(f"{name_or_path!r} is neither a shipped model ({', '.join(SHIPPED)}), a preset "
+                         f"({', '.join(list_presets())}) nor a checkpoint file")
     m = meta_model(cfg)
     if no_flops:
         data = {"preset": cfg.name, "input_size": cfg.input_size, "parameters": count_parameters(m)}
     else:
         data = summarize(m, meta)
     if meta is not None:
-        data["sha256"] = sha256_file(name_or_path)
+        data["sha256"] = sha256_file(path)
+        if name_or_path in SHIPPED:
+            data["model_card"] = str(SHIPPED[name_or_path].card)
     if as_json:
         click.echo(json.dumps(data, indent=2, default=str))
         return

@@ -7,6 +7,7 @@ import signal
 import click
 
 from rrsis_geo.engine.blending import DEFAULT_WINDOW, WINDOWS  # numpy only: help stays fast
+from rrsis_geo.weights import DEFAULT_MODEL  # no torch: help stays fast
 
 from cli.options import (
     assume_crs_opt,
@@ -19,8 +20,6 @@ from cli.options import (
     verbosity_opts,
 )
 
-DEFAULT_MODEL = "btdnet-lite"
-
 
 @click.command(short_help="Segment the object an expression refers to.")
 @click.argument("scene", type=click.Path(dir_okay=False))
@@ -29,7 +28,8 @@ DEFAULT_MODEL = "btdnet-lite"
               help="Output vector file; the format follows the extension "
               "(.gpkg, .geojson, .fgb, .parquet, .shp).")
 @click.option("-m", "--model", default=DEFAULT_MODEL, show_default=True, metavar="NAME_OR_PATH",
-              help="A preset name (btdnet-tiny, btdnet-lite, btdnet-b) or a .safetensors checkpoint.")
+              help="A shipped model (btdnet-lite-demo, trained), a preset (btdnet-lite, btdnet-b, "
+              "btdnet-tiny: untrained heads) or a .safetensors checkpoint.")
 @bands_opt
 @tile_opt
 @overlap_opt

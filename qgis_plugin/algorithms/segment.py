@@ -83,7 +83,9 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
     RUN_ID = "RUN_ID"
 
     #: Enum option order is part of the API (scripts pass indices): append, never reorder.
-    MODELS = ["btdnet-lite", "btdnet-b", "btdnet-tiny"]
+    MODELS = ["btdnet-lite", "btdnet-b", "btdnet-tiny", "btdnet-lite-demo"]
+    #: The trained demo model shipped with rrsis-geo; the presets have untrained heads.
+    DEFAULT_MODEL = MODELS.index("btdnet-lite-demo")
     DEVICES = ["auto", "cpu", "cuda"]
 
     def tr(self, text):
@@ -113,7 +115,8 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
         )
         self.addParameter(
             QgsProcessingParameterEnum(
-                self.MODEL, self.tr("Model preset"), options=self.MODELS, defaultValue=0
+                self.MODEL, self.tr("Model (btdnet-lite-demo is trained; presets are architectures)"),
+                options=self.MODELS, defaultValue=self.DEFAULT_MODEL
             )
         )
         self.addParameter(

@@ -102,15 +102,21 @@ def info_from_model(model, model_id: str, checksum: str, meta: dict | None = Non
 
 
 def load_predictor(name_or_path: str, device: str = "auto", bands: int | None = None) -> BTDNetPredictor:
-    """A preset name (``btdnet-lite``...) or a checkpoint path -> a ready :class:`BTDNetPredictor`.
+    """A shipped model (``btdnet-lite-demo``), a preset name (``btdnet-lite``...; random heads) or a
+    checkpoint path -> a ready :class:`BTDNetPredictor`.
 
     ``bands``: the number of bands the caller will feed; refused when the model expects another.
     """
     from rrsis_geo.models.checkpoint import load_checkpoint, sha256_file
     from rrsis_geo.models.registry import PRESETS, create_model
+    from rrsis_geo.weights import SHIPPED, shipped_path
 
     name_or_path = str(name_or_path)
-    if name_or_path in PRESETS:
+    if name_or_path in SHIPPED:
+        path = shipped_path(name_or_path)
+        model, meta = load_checkpoint(path)
+        info = info_from_model(model, name_or_path, sha256_file(path), meta)
+    elif name_or_path in PRESETS:
         model = create_model(name_or_path)
         prov = model.provenance
         checksum = f"preset:{name_or_path}:random-init:seed={prov['init_seed']}"
@@ -122,8 +128,8 @@ def load_predictor(name_or_path: str, device: str = "auto", bands: int | None = 
         if not path.exists():
             from rrsis_geo.models.registry import list_presets
 
-            raise ModelError(f"model {name_or_path!r} is neither a preset ({', '.join(list_presets())}) "
-                             "nor an existing checkpoint file")
+            raise ModelError(f"model {name_or_path!r} is neither a shipped model ({', '.join(SHIPPED)}), a preset "
+                             f"({', '.join(list_presets())}) nor an existing checkpoint file")
         model, meta = load_checkpoint(path)
         info = info_from_model(model, path.stem, sha256_file(path), meta)
     if bands is not None and bands != info.bands:

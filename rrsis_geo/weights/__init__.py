@@ -1,0 +1,56 @@
+"""Trained models that ship inside the package, by name (``rrsis segment --model btdnet-lite-demo``).
+
+A shipped model is an ordinary rrsis-geo checkpoint in this folder with its model card
+beside it (``<name>.md``). Names resolve here, before presets and paths, in every command that
+takes a model. The demo model stores only what training changed (``rrsis model export``), so
+loading it also needs the pretrained text-encoder package it was trained from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from rrsis_geo.errors import ModelError
+
+WEIGHTS_DIR = Path(__file__).resolve().parent
+
+
+@dataclass(frozen=True)
+class ShippedModel:
+    name: str
+    summary: str  # one line for `rrsis model list`
+
+    @property
+    def path(self) -> Path:
+        return WEIGHTS_DIR / f"{self.name}.safetensors"
+
+    @property
+    def card(self) -> Path:
+        return WEIGHTS_DIR / f"{self.name}.md"
+
+
+SHIPPED = {m.name: m for m in (
+    ShippedModel("btdnet-lite-demo", "btdnet-lite trained on the demo data: lakes, rivers, sea, green and bare "
+                                     "fields in 5-10 m RGB, named by size, position and relation (see its model card)"),
+)}
+
+DEFAULT_MODEL = "btdnet-lite-demo"
+
+
+def shipped_path(name: str) -> Path:
+    """The checkpoint file of a shipped model; a clear error if this installation lacks it."""
+    model = SHIPPED[name]
+    if not model.path.is_file():
+        raise ModelError(f"the shipped model {name} is missing from this installation (expected {model.path}); "
+                         "reinstall rrsis-geo or rebuild it with `make demo-model`")
+    return model.path
+
+
+def resolve_checkpoint(name_or_path: str) -> Path | None:
+    """A shipped model's file, or an existing checkpoint path; ``None`` for anything else (a preset
+    name, or a typo the caller reports with its own list of choices)."""
+    if name_or_path in SHIPPED:
+        return shipped_path(name_or_path)
+    p = Path(name_or_path).expanduser()
+    return p if p.is_file() else None
