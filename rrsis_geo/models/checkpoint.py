@@ -38,7 +38,7 @@ from typing import Any
 
 import torch
 
-from rrsis_geo.errors import CheckpointError
+from rrsis_geo.errors import CheckpointError, ModelError
 
 FORMAT = "rrsis-geo-checkpoint"
 FORMAT_VERSION = 2  # the newest version this module reads; 2 adds "base" (encoders by reference)
@@ -76,7 +76,7 @@ def save_checkpoint(model, path: str | os.PathLike, **meta: Any) -> Path:
 
         cfg["masker"] = make_masker("auto").name
     header = {
-        "format": FORMAT, "format_version": 1, "architecture": ARCHITECTURE,
+        "format": FORMAT, "format_version": 1, "architecture": ARCHITECTURE,  # all tensors: version 1
         "preset": model.cfg.name, "config": cfg,
         "tokenizer": {"spec": cfg["tokenizer"], "vocab": "bert-base-uncased", "vocab_size": cfg["text"]["vocab_size"]},
         "max_tokens": cfg["max_tokens"], "input_size": cfg["input_size"], "bands": cfg["vision"]["in_chans"],
@@ -174,7 +174,6 @@ def rebuild_encoder(model, prefix: str) -> dict[str, torch.Tensor]:
 
 def _base_tensors(model, prefix: str, entry: dict, path) -> dict[str, torch.Tensor]:
     """The ``base`` encoder ``prefix`` of checkpoint ``path``, rebuilt and checked against its hash."""
-    from rrsis_geo.errors import ModelError
     from rrsis_geo.models.text import PACKAGE_INSTALL, resolve_package_path
 
     spec = entry.get("weights")
@@ -223,7 +222,7 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
     for prefix, entry in (meta.get("base") or {}).items():
         stored = [k for k in tensors if k.startswith(prefix)]
         if stored:
-            raise CheckpointError(f"{path}: stores [{_list(stored)}] under base {prefix!r}")
+            raise CheckpointError(f"{path}: [{_list(stored)}] are both stored and taken from base {prefix!r}")
         tensors.update(_base_tensors(model, prefix, entry, path))
     own = model.state_dict()
     missing, unexpected = sorted(set(own) - set(tensors)), sorted(set(tensors) - set(own))

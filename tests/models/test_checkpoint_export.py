@@ -160,7 +160,8 @@ def test_missing_source_is_refused(tmp_path, bert_dir, frozen_text):
     _, src = frozen_text
     r = export_checkpoint(src, tmp_path / "compact.safetensors")
     bert_dir.rename(tmp_path / "elsewhere")
-    with pytest.raises(CheckpointError, match=re.escape(f"stores only what changed from {bert_dir}; ") + ".* not found") as e:
+    intro = re.escape(f"stores only what changed from {bert_dir}; ")
+    with pytest.raises(CheckpointError, match=intro + ".* not found") as e:
         load_checkpoint(r["path"])
     assert "\n" not in str(e.value)
 
@@ -180,7 +181,7 @@ def test_cli_export_and_info(tmp_path, bert_dir, frozen_text):
     assert res.exit_code == 2 and "--force" in res.output and res.output.count("\n") == 1
     res = CliRunner().invoke(cli, ["model", "export", str(src), str(dst), "--force", "--no-half", "--keep-pretrained"])
     assert res.exit_code == 0 and "not stored" not in res.output and "float16" not in res.output
-    res = CliRunner().invoke(cli, ["model", "export", str(tmp_path / "missing.safetensors"), str(tmp_path / "x.safetensors")])
+    res = CliRunner().invoke(cli, ["model", "export", str(tmp_path / "missing.safetensors"), str(tmp_path / "x")])
     assert res.exit_code == 2 and "checkpoint not found" in res.output and res.output.count("\n") == 1
 
     export_checkpoint(src, dst)
