@@ -7,7 +7,7 @@ import click
 
 @click.group("model")
 def model():
-    """Inspect models (presets and checkpoints)."""
+    """Inspect models (presets and checkpoints) and export compact checkpoints."""
 
 
 @model.command("list")
@@ -35,8 +35,8 @@ def info(name_or_path, as_json, no_flops):
     from rrsis_geo.errors import ModelError
     from rrsis_geo.models import config_from_dict, get_config, list_presets, read_metadata
     from rrsis_geo.models.checkpoint import sha256_file
+    from rrsis_geo.models.summary import count_parameters, meta_model, storage, summarize
     from rrsis_geo.weights import SHIPPED, resolve_checkpoint
-    from rrsis_geo.models.summary import count_parameters, meta_model, summarize
 
     # shapes only: the model is built on the meta device (no weights are read or allocated)
     meta = None
@@ -55,6 +55,7 @@ def info(name_or_path, as_json, no_flops):
     else:
         data = summarize(m, meta)
     if meta is not None:
+        data.update(storage(meta))
         data["sha256"] = sha256_file(path)
         if name_or_path in SHIPPED:
             data["model_card"] = str(SHIPPED[name_or_path].card)
@@ -63,10 +64,42 @@ def info(name_or_path, as_json, no_flops):
         return
     params = data.pop("parameters")
     for k, v in data.items():
-        if isinstance(v, (dict, list)):
+        if k == "base":
+            v = "; ".join(f"{p}* from {e['weights']} ({e['keys']} tensors, sha256 {e['sha256'][:12]})"
+                          for p, e in v.items())
+        elif isinstance(v, (dict, list)):
             v = json.dumps(v, default=str)
         click.echo(f"{k:16s} {v}")
     click.echo("parameters")
     for k, v in params.items():
         note = "  (training only)" if k == "dmols" else ""
         click.echo(f"  {k:14s} {v / 1e6:9.2f} M{note}")
+
+
+@model.command("export")
+@click.argument("src", type=click.Path(dir_okay=False))
+@click.argument("dst", type=click.Path(dir_okay=False))
+@click.option("--no-half", is_flag=True, help="Keep float32 tensors (default: store float16).")
+@click.option("--keep-pretrained", is_flag=True,
+              help="Store unchanged pretrained encoders too (default: rebuild them from their package/path on load).")
+@click.option("--force", is_flag=True, help="Overwrite DST if it exists.")
+def export(src, dst, no_half, keep_pretrained, force):
+    """Write a compact copy of checkpoint SRC to DST: float16 tensors, and pretrained encoders
+    that training left unchanged stored by reference (rebuilt and hash-checked when loading)."""
+    from pathlib import Path
+
+    from rrsis_geo.errors import OutputError
+    from rrsis_geo.models.export import export_checkpoint
+    from rrsis_geo.models.pretrained import _list
+
+    if Path(dst).exists() and not force:
+        raise OutputError(f"{dst} exists: pass --force to overwrite")
+    r = export_checkpoint(src, dst, half=not no_half, drop_pretrained=not keep_pretrained)
+    for prefix, n in r["dropped"].items():
+        click.echo(f"{prefix:8s} not stored: {n} tensors unchanged from {r['base'][prefix]['weights']}")
+    for prefix, why in r["kept"].items():
+        click.echo(f"{prefix:8s} stored: {why}")
+    if not no_half:
+        click.echo(f"tensors  float16 (kept float32: {_list(r['fp32']) or 'none'})")
+    click.echo(f"size     {r['src_bytes'] / 1e6:.1f} MB -> {r['dst_bytes'] / 1e6:.1f} MB")
+    click.echo(f"wrote {dst}")

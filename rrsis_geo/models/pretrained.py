@@ -201,20 +201,30 @@ def load_efficientnet_weights(vision: nn.Module, path: str | Path, timm_name: st
     return {"file": str(path), "dropped": len(dropped), "loaded": len(sd)}
 
 
-def load_pretrained(model: nn.Module) -> dict:
-    """Load every encoder whose config names weights; returns provenance."""
+ENCODERS = ("vision", "text")  # the parts whose config may name weights; their keys start "vision." / "text."
+
+
+def load_pretrained_part(model: nn.Module, part: str) -> dict:
+    """Load one encoder (``"vision"`` or ``"text"``) from the weights its config names; returns
+    provenance. Also what :func:`~rrsis_geo.models.checkpoint.load_checkpoint` uses to rebuild an
+    encoder a compact checkpoint stores by reference."""
     from rrsis_geo.models.text import resolve_package_path
 
     cfg = model.cfg
-    prov = {}
-    if cfg.vision.weights:
-        path = resolve_package_path(cfg.vision.weights)
-        if cfg.vision.kind == "swin":
-            prov["vision"] = load_swin_weights(model.vision, path)
-        else:
-            prov["vision"] = load_efficientnet_weights(model.vision, path, cfg.vision.timm_name)
-        prov["vision"]["source"] = cfg.vision.weights
-    if cfg.text.weights:
-        prov["text"] = load_bert_weights(model.text.bert, resolve_package_path(cfg.text.weights), cfg.text)
-        prov["text"]["source"] = cfg.text.weights
+    spec = getattr(cfg, part).weights
+    path = resolve_package_path(spec)
+    if part == "vision" and cfg.vision.kind == "swin":
+        prov = load_swin_weights(model.vision, path)
+    elif part == "vision":
+        prov = load_efficientnet_weights(model.vision, path, cfg.vision.timm_name)
+    elif part == "text":
+        prov = load_bert_weights(model.text.bert, path, cfg.text)
+    else:
+        raise ValueError(f"unknown encoder {part!r}")
+    prov["source"] = spec
     return prov
+
+
+def load_pretrained(model: nn.Module) -> dict:
+    """Load every encoder whose config names weights; returns provenance."""
+    return {part: load_pretrained_part(model, part) for part in ENCODERS if getattr(model.cfg, part).weights}

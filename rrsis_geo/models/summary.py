@@ -1,4 +1,5 @@
-"""What ``rrsis model info`` prints: parameters per component, input size, FLOPs per tile."""
+"""What ``rrsis model info`` prints: parameters per component, input size, FLOPs per tile, and
+how a checkpoint stores its tensors."""
 
 from __future__ import annotations
 
@@ -66,3 +67,12 @@ def summarize(model, meta: dict | None = None) -> dict:
             if meta.get(k) is not None:
                 info[k] = meta[k]
     return info
+
+
+def storage(meta: dict) -> dict:
+    """How a checkpoint stores its tensors: ``stored_dtype`` (float32 unless exported in half
+    precision), ``format_version``, and ``base`` (encoders rebuilt from their pretrained source)."""
+    out = {"stored_dtype": meta.get("stored_dtype", "float32"), "format_version": meta.get("format_version")}
+    if meta.get("base"):
+        out["base"] = meta["base"]
+    return out

