@@ -1,7 +1,8 @@
 """A PNG overlay of a run's polygons on the scene (``rrsis segment --preview out.png``).
 
 The scene is read decimated (at most ``max_side`` pixels on its long side, overviews used when
-present) with a 2-98 percentile stretch, and the polygons are drawn in pixel space through the
+present) with a 2-98 percentile stretch, and drawn at least ``min_side`` pixels wide (small scenes
+are enlarged, pixels kept square and sharp, so the title and outlines stay legible), and the polygons are drawn in pixel space through the
 inverse geotransform, so rotated grids and geographic CRSs look right.
 """
 
@@ -17,7 +18,7 @@ from rrsis_geo.engine.output import PendingFile, temp_sibling
 
 
 def render_preview(scene_path: str, bands: tuple[int, ...], frame, path: str, title: str = "",
-                   max_side: int = 1200) -> PendingFile:
+                   max_side: int = 1200, min_side: int = 768) -> PendingFile:
     """Draw ``frame``'s polygons (in the scene's CRS) over the scene; return the pending PNG."""
     import matplotlib
 
@@ -43,7 +44,8 @@ def render_preview(scene_path: str, bands: tuple[int, ...], frame, path: str, ti
         lo, hi = np.percentile(vals, (2, 98)) if vals.size else (0.0, 1.0)
         out[..., i] = np.clip((np.ma.filled(band, lo) - lo) / max(hi - lo, 1e-9), 0, 1)
 
-    fig, ax = plt.subplots(figsize=(shape[1] / 100, shape[0] / 100), dpi=100)
+    zoom = max(1.0, min_side / max(shape))
+    fig, ax = plt.subplots(figsize=(shape[1] * zoom / 100, shape[0] * zoom / 100), dpi=100)
     fig.subplots_adjust(0, 0, 1, 1)
     ax.imshow(out, interpolation="nearest")
     ax.set_axis_off()

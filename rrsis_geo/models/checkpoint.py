@@ -90,6 +90,12 @@ def save_checkpoint(model, path: str | os.PathLike, **meta: Any) -> Path:
     return write_checkpoint_file(tensors, header, path)
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def write_checkpoint_file(tensors: dict[str, torch.Tensor], header: dict, path: str | os.PathLike) -> Path:
     """Write ``tensors`` with ``header`` as the ``"rrsis_geo"`` metadata, atomically: a temporary
     file in the same folder, then ``os.replace``, so a failed write never leaves a half file."""
@@ -102,6 +108,7 @@ def write_checkpoint_file(tensors: dict[str, torch.Tensor], header: dict, path: 
     os.close(fd)
     try:
         save_file(tensors, tmp, metadata={META_KEY: json.dumps(_jsonable(header))})
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a checkpoint is shared like any output file
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

