@@ -125,11 +125,11 @@ def _seed_worker(worker_id: int) -> None:
     random.seed(s)
 
 
-def freeze_parameters(model: torch.nn.Module, prefixes: list[str]) -> int:
-    """Stop gradients for every parameter whose name starts with one of ``prefixes``; returns how
-    many were frozen. A prefix that names nothing is a config error (a typo would train it)."""
+def freeze_parameters(model: torch.nn.Module, prefixes: list[str]) -> None:
+    """Stop gradients for every parameter whose name starts with one of ``prefixes``. A prefix that
+    names nothing is a config error (a typo would train it). Call it before any DDP wrapping: DDP
+    registers its reduction hooks for the parameters that require gradients when it is built."""
     named = list(model.named_parameters())
-    frozen = {}
     for prefix in prefixes:
         hits = [p for name, p in named if name.startswith(str(prefix))]
         if not hits:
@@ -137,8 +137,6 @@ def freeze_parameters(model: torch.nn.Module, prefixes: list[str]) -> int:
             raise ConfigError(f"optim.freeze: no parameter name starts with {prefix!r}; top-level modules: {', '.join(roots)}")
         for p in hits:
             p.requires_grad_(False)
-            frozen[id(p)] = p.numel()
-    return sum(frozen.values())
 
 
 # -- the trainer ----------------------------------------------------------------------------
@@ -164,6 +162,7 @@ class Trainer:
             raise ConfigError("optim.amp=fp16 needs CUDA; use bf16 on CPU")
 
         self.module = bundle.model.to(self.device)
+        freeze_parameters(self.module, o["freeze"])
         self.model = self.module
         if self.dist.enabled:
             from torch.nn.parallel import DistributedDataParallel as DDP
@@ -171,7 +170,6 @@ class Trainer:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.model = DDP(self.module, device_ids=ids, find_unused_parameters=bool(run["find_unused_parameters"]))
 
-        self.frozen = freeze_parameters(self.module, o["freeze"])
         groups = bundle.param_groups(self.module, encoder_lr=o["encoder_lr"], head_lr=o["head_lr"], weight_decay=o["weight_decay"])
         self.optimizer = torch.optim.AdamW(groups, betas=tuple(o["betas"]))
         probe = GlobalBatchSampler(len(train_ds), o["batch_size"], accumulation=o["accumulation"], world=self.dist.world)

@@ -50,3 +50,20 @@ def test_two_process_gloo_matches_one_process(shapes_root, tmp_path):
     assert va["n"] == vb["n"] == 4
     assert va["oIoU"] == pytest.approx(vb["oIoU"], abs=1e-3)
     assert moved < 1e-5
+
+
+@pytest.mark.slow
+def test_two_process_gloo_with_frozen_parameters(shapes_root, tmp_path):
+    """optim.freeze under DDP: freezing must come before the wrap (DDP would wait for gradients
+    of the frozen parameters and fail); the frozen part stays as it started, the rest trains."""
+    from tests.training.tiny_model import tiny_bundle
+
+    base = {"data.root": str(shapes_root), "data.format": "refsegrs", "data.input_size": 24, "data.num_workers": 0,
+            "run.device": "cpu", "optim.batch_size": 4, "optim.epochs": 2, "optim.freeze": ["text."],
+            "eval.batch_size": 3, "log.progress": False, "log.tensorboard": False, "run.out_dir": str(tmp_path / "two")}
+    _run(["-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1", f"--master_port={_free_port()}"],
+         base)
+    start = tiny_bundle().model.state_dict()  # the script's model, seed 0
+    end = model_state_from(load_state(tmp_path / "two" / "last.state.safetensors")[0])
+    assert all(torch.equal(end[k], start[k]) for k in start if k.startswith("text."))
+    assert any(not torch.equal(end[k], start[k]) for k in start if k.startswith("vision."))
