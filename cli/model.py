@@ -30,25 +30,21 @@ def list_cmd():
 def info(name_or_path, as_json, no_flops):
     """Parameters per component, input size and FLOPs per tile of a preset or checkpoint."""
     import json
-    from pathlib import Path
 
-    from rrsis_geo.errors import ModelError
-    from rrsis_geo.models import config_from_dict, get_config, list_presets, read_metadata
+    from rrsis_geo.models import config_from_dict, get_config, read_metadata
     from rrsis_geo.models.checkpoint import sha256_file
+    from rrsis_geo.models.registry import checkpoint_for
     from rrsis_geo.models.summary import count_parameters, meta_model, storage, summarize
-    from rrsis_geo.weights import SHIPPED, resolve_checkpoint
+    from rrsis_geo.weights import SHIPPED
 
     # shapes only: the model is built on the meta device (no weights are read or allocated)
     meta = None
-    path = resolve_checkpoint(name_or_path)
-    if path is not None:
-        meta = read_metadata(path)
-        cfg = config_from_dict(meta["config"])
-    elif name_or_path in list_presets():
+    path = checkpoint_for(name_or_path)
+    if path is None:
         cfg = get_config(name_or_path)
     else:
-        raise ModelError(f"{name_or_path!r} is neither a shipped model ({', '.join(SHIPPED)}), a preset "
-                         f"({', '.join(list_presets())}) nor a checkpoint file")
+        meta = read_metadata(path)
+        cfg = config_from_dict(meta["config"])
     m = meta_model(cfg)
     if no_flops:
         data = {"preset": cfg.name, "input_size": cfg.input_size, "parameters": count_parameters(m)}

@@ -9,7 +9,6 @@ when the tiles differ. Probability = softmax(logits)[fg], so p > 0.5 <=> fg > bg
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -108,28 +107,18 @@ def load_predictor(name_or_path: str, device: str = "auto", bands: int | None = 
     ``bands``: the number of bands the caller will feed; refused when the model expects another.
     """
     from rrsis_geo.models.checkpoint import load_checkpoint, sha256_file
-    from rrsis_geo.models.registry import PRESETS, create_model
-    from rrsis_geo.weights import SHIPPED, shipped_path
+    from rrsis_geo.models.registry import checkpoint_for, create_model
 
     name_or_path = str(name_or_path)
-    if name_or_path in SHIPPED:
-        path = shipped_path(name_or_path)
-        model, meta = load_checkpoint(path)
-        info = info_from_model(model, name_or_path, sha256_file(path), meta)
-    elif name_or_path in PRESETS:
+    path = checkpoint_for(name_or_path)
+    if path is None:  # a preset
         model = create_model(name_or_path)
         prov = model.provenance
         checksum = f"preset:{name_or_path}:random-init:seed={prov['init_seed']}"
         if prov.get("pretrained"):
             checksum += ":pretrained=" + ",".join(v["source"] for v in prov["pretrained"].values())
         info = info_from_model(model, name_or_path, checksum, {"provenance": prov})
-    else:
-        path = Path(name_or_path).expanduser()
-        if not path.exists():
-            from rrsis_geo.models.registry import list_presets
-
-            raise ModelError(f"model {name_or_path!r} is neither a shipped model ({', '.join(SHIPPED)}), a preset "
-                             f"({', '.join(list_presets())}) nor an existing checkpoint file")
+    else:  # a shipped model's file is named after it, so the stem is its id too
         model, meta = load_checkpoint(path)
         info = info_from_model(model, path.stem, sha256_file(path), meta)
     if bands is not None and bands != info.bands:

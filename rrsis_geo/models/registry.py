@@ -13,6 +13,7 @@ All presets use the bert-base-uncased vocabulary; the tokenizer files ship in ``
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Callable
 
 import torch
@@ -72,6 +73,23 @@ def btdnet_tiny() -> BTDNetConfig:
 
 def list_presets() -> list[str]:
     return sorted(PRESETS)
+
+
+def checkpoint_for(name_or_path: str) -> Path | None:
+    """Where a model argument's weights are: a shipped model's file, ``None`` for a preset (built by
+    :func:`create_model`), or an existing checkpoint path, looked up in that order; anything else is
+    a :class:`ModelError` listing the choices."""
+    from rrsis_geo.weights import SHIPPED, shipped_path
+
+    if name_or_path in SHIPPED:
+        return shipped_path(name_or_path)
+    if name_or_path in PRESETS:
+        return None
+    path = Path(name_or_path).expanduser()
+    if not path.exists():
+        raise ModelError(f"model {name_or_path!r} is neither a shipped model ({', '.join(SHIPPED)}), a preset "
+                         f"({', '.join(list_presets())}) nor an existing checkpoint file")
+    return path
 
 
 def get_config(name: str, **overrides) -> BTDNetConfig:

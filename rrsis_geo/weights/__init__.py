@@ -1,8 +1,8 @@
 """Trained models that ship inside the package, by name (``rrsis segment --model btdnet-lite-demo``).
 
 A shipped model is an ordinary rrsis-geo checkpoint in this folder with its model card
-beside it (``<name>.md``). Names resolve here, before presets and paths, in every command that
-takes a model. The demo model stores only what training changed (``rrsis model export``), so
+beside it (``<name>.md``). Names resolve before presets and paths in every command that takes a
+model (:func:`rrsis_geo.models.registry.checkpoint_for`). The demo model stores only what training changed (``rrsis model export``), so
 loading it also needs the pretrained text-encoder package it was trained from.
 """
 
@@ -46,11 +46,3 @@ def shipped_path(name: str) -> Path:
                          "reinstall rrsis-geo or rebuild it with `make demo-model`")
     return model.path
 
-
-def resolve_checkpoint(name_or_path: str) -> Path | None:
-    """A shipped model's file, or an existing checkpoint path; ``None`` for anything else (a preset
-    name, or a typo the caller reports with its own list of choices)."""
-    if name_or_path in SHIPPED:
-        return shipped_path(name_or_path)
-    p = Path(name_or_path).expanduser()
-    return p if p.is_file() else None
