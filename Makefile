@@ -34,9 +34,9 @@ demo: install
 		-o out/lake.gpkg --prob out/lake_prob.tif --preview out/lake.png --overwrite
 	@echo "Results: out/lake.gpkg (polygons), out/lake_prob.tif (probabilities), out/lake.png (preview), out/lake.gpkg.manifest.json"
 
-# Rebuild the shipped demo model from scratch (docs/demo_model.md): the training build of the demo
-# data, training in two stages (about 1 h 50 min on 2 idle CPU cores, minutes on a GPU), the compact export, and its test
-# scores against the no-language baseline. DEMO_RUN keeps the run's checkpoints and logs.
+# Rebuild the shipped demo model from scratch (rrsis_geo/weights/btdnet-lite-demo.md): the training
+# build of the demo data, training in two stages (about 1 h 55 min on 2 CPU cores, minutes on a GPU),
+# the compact export, and its test scores against the no-language baseline. DEMO_RUN keeps the run's checkpoints and logs.
 DEMO_RUN   ?= runs/demo_lite
 DEMO_MODEL := rrsis_geo/weights/btdnet-lite-demo.safetensors
 demo-model: install

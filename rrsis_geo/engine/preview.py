@@ -1,9 +1,10 @@
 """A PNG overlay of a run's polygons on the scene (``rrsis segment --preview out.png``).
 
 The scene is read decimated (at most ``max_side`` pixels on its long side, overviews used when
-present) with a 2-98 percentile stretch, and drawn at least ``min_side`` pixels wide (small scenes
-are enlarged, pixels kept square and sharp, so the title and outlines stay legible), and the polygons are drawn in pixel space through the
-inverse geotransform, so rotated grids and geographic CRSs look right.
+present) with a 2-98 percentile stretch and drawn at least ``min_side`` pixels on its long side
+(small scenes are enlarged with square, sharp pixels, so the title and outlines stay legible). The
+polygons are drawn in pixel space through the inverse geotransform, so rotated grids and
+geographic CRSs look right.
 """
 
 from __future__ import annotations

@@ -4,9 +4,9 @@ BTDNet (arXiv 2502.08486) [paper]: cross-attention vision->language then languag
 multi-scale features, repeated n times. Details [ours]: every stage map is projected to ``dim``
 with a 1x1 conv, flattened and concatenated into one token sequence (plus a learned per-scale
 embedding, and with ``position="fourier"`` a learned projection of Fourier features of each
-token's normalised (x, y) position in the frame); each iteration lets the text tokens attend to all visual tokens (+FFN), then the
-visual tokens attend to the text (+FFN); the sequence is split back into the four maps. Nothing
-depends on the input size.
+token's normalised (x, y) position in the frame); each iteration lets the text tokens attend to
+all visual tokens (+FFN), then the visual tokens attend to the text (+FFN); the sequence is split
+back into the four maps. Nothing depends on the input size.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Score a model's `rrsis eval` output on the demo dataset against the no-language baseline.
 
-    rrsis eval --model runs/demo_lite/best.safetensors --format custom data/demo --split test \
-        --split-column split --raster-column chip --category-column category --out runs/demo_eval
+    rrsis eval --model rrsis_geo/weights/btdnet-lite-demo.safetensors --format custom data/demo --split test \
+        --split-column split --raster-column chip --category-column category --native --out runs/demo_eval
     python scripts/demo_data/compare.py runs/demo_eval [--split test]
 
 Groups the per-sample results (``per_sample.csv``) exactly as ``baseline.py`` groups the rule
