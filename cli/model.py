@@ -47,7 +47,8 @@ def info(name_or_path, as_json, no_flops):
         cfg = config_from_dict(meta["config"])
     m = meta_model(cfg)
     if no_flops:
-        data = {"preset": cfg.name, "input_size": cfg.input_size, "parameters": count_parameters(m)}
+        data = {"preset": cfg.name, "input_size": cfg.input_size, "bands": cfg.vision.in_chans,
+                "parameters": count_parameters(m)}
     else:
         data = summarize(m, meta)
     if meta is not None:

@@ -7,9 +7,9 @@ import click
 overwrite_opt = click.option("--overwrite", is_flag=True, help="Replace existing output files.")
 
 bands_opt = click.option(
-    "--bands", metavar="B1,B2,B3", default=None,
-    help="Which three bands (1-based) feed the model's RGB input. Default: the first three "
-    "non-alpha bands (a single band is used as grey).",
+    "--bands", metavar="B1,B2,...", default=None,
+    help="Which bands (1-based), in the model's order, feed the model (btdnet-lite-demo: red, green, blue, "
+    "NIR; the RGB presets: red, green, blue). Default: the first non-alpha bands (a single band is used as grey).",
 )
 
 assume_crs_opt = click.option(

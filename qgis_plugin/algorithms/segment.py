@@ -130,7 +130,7 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
         self.addParameter(
             QgsProcessingParameterBand(
                 self.BANDS,
-                self.tr("Bands to use as R, G, B (empty: 1, 2, 3)"),
+                self.tr("Bands in the model's order (btdnet-lite-demo: R, G, B, NIR; empty: the first ones)"),
                 parentLayerParameterName=self.INPUT,
                 optional=True,
                 allowMultiple=True,

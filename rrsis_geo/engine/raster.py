@@ -109,8 +109,15 @@ def choose_bands(count: int, color_interp: tuple[str, ...], bands: tuple[int, ..
         return tuple(usable[:needed])
     if len(usable) == 1:
         return (usable[0],) * needed
+    if count >= needed:  # enough bands, but some are marked alpha (4-band GeoTIFFs often mark the NIR so)
+        alpha = [i + 1 for i in range(count) if color_interp[i] == "alpha"]
+        raise RasterError(
+            f"the model takes {needed} bands but band {','.join(map(str, alpha))} of the raster is marked alpha; "
+            f"if it holds data, name the bands with --bands {','.join(map(str, range(1, needed + 1)))}"
+        )
     raise RasterError(
-        f"the raster has {len(usable)} usable bands; say which {needed} to use with --bands"
+        f"the model takes {needed} bands but the raster has only {len(usable)} usable; use a scene with the "
+        f"model's bands (its model card names them) or another --model"
     )
 
 

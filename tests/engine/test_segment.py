@@ -316,6 +316,26 @@ def test_band_selection_feeds_the_chosen_bands(tmp_path):
         run(tmp_path, scene, model, name="x.gpkg", bands=(1, 2))
 
 
+
+def test_a_four_band_model_reads_the_first_four_bands_and_refuses_an_rgb_scene(tmp_path):
+    """Red, green, blue, NIR (the demo model's bands): a 4-band scene feeds its bands in order;
+    an RGB scene is refused in one line that does not send the user hunting with --bands."""
+    data = np.stack([np.full((40, 40), v, dtype="uint8") for v in (10, 60, 110, 160)])
+    model = PointwiseModel(input_size=32, bands=4)
+    run(tmp_path, write_raster(tmp_path / "rgbn.tif", data, photometric="minisblack"), model, tile=32, overlap=8)
+    raw = model.calls[0][0] * 0.25 + 0.5
+    assert np.allclose(raw[:, 0, 0], np.array([10, 60, 110, 160]) / 255.0, atol=1e-6)
+    with pytest.raises(RasterError, match="the model takes 4 bands but the raster has only 3 usable") as err:
+        run(tmp_path, write_raster(tmp_path / "rgb.tif", data[:3]), model, name="x.gpkg")
+    assert "--bands" not in str(err.value) and "\n" not in str(err.value)
+    # GDAL's default for a 4-band byte GeoTIFF marks band 4 alpha: the error names the way out
+    rgba = write_raster(tmp_path / "rgba.tif", data)
+    with pytest.raises(RasterError, match="band 4 of the raster is marked alpha.*--bands 1,2,3,4"):
+        run(tmp_path, rgba, model, name="y.gpkg")
+    model.calls.clear()
+    run(tmp_path, rgba, model, name="z.gpkg", tile=32, overlap=8, bands=(1, 2, 3, 4))
+    assert np.allclose((model.calls[0][0] * 0.25 + 0.5)[3, 0, 0], 160 / 255.0, atol=1e-6)
+
 def test_model_info_refuses_normalisation_of_the_wrong_length():
     from rrsis_geo.errors import ModelError
     from rrsis_geo.predictor import ModelInfo
