@@ -95,8 +95,8 @@ def prediction_grid(examples: list[dict], path, mean, std, cols: int = 4) -> Pat
     cols = min(cols, n)
     rows = (n + cols - 1) // cols
     fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.6 * rows), squeeze=False)
-    m = np.asarray(mean, dtype=np.float32)[:, None, None]
-    s = np.asarray(std, dtype=np.float32)[:, None, None]
+    m = np.asarray(mean, dtype=np.float32)[:3, None, None]  # the first three bands, shown as RGB (of R, G, B, NIR...)
+    s = np.asarray(std, dtype=np.float32)[:3, None, None]
     for ax in axes.flat:
         ax.axis("off")
     for ax, ex in zip(axes.flat, examples):

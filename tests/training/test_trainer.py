@@ -215,3 +215,21 @@ def test_freeze_prefix_that_names_nothing_is_refused(make_cfg):
     cfg = make_cfg('optim.freeze=["txt."]')
     with pytest.raises(ConfigError, match="no parameter name starts with 'txt.'"):
         run_training(cfg, bundle=tiny_bundle())
+
+
+def test_band_count_must_match_the_model(make_cfg, tmp_path):
+    """A 4-band model (red, green, blue, NIR) on 3-band data is one ConfigError before any step,
+    not a shape error from the first convolution."""
+    import dataclasses
+
+    from rrsis_geo.errors import ConfigError
+    from tests.data.custom import data as custom_data
+
+    four = dataclasses.replace(tiny_bundle(), mean=(0.5,) * 4, std=(0.25,) * 4)
+    with pytest.raises(ConfigError, match=r"the model takes 4 bands \(vision.in_chans\) but refsegrs images have 3"):
+        run_training(make_cfg(), bundle=four)
+    custom_data.write(tmp_path / "geo")
+    cfg = make_cfg(f"data.root={tmp_path / 'geo'}", "data.format=custom", "data.custom.expression_column=text",
+                   "data.custom.bands=[1,2,3]")
+    with pytest.raises(ConfigError, match="the model takes 4 bands .* data.custom.bands names 3"):
+        run_training(cfg, bundle=four)
