@@ -15,6 +15,9 @@ from cli.data_options import custom_data_options, custom_options, format_opt
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None, help="Folder for metrics.json/csv, per_sample.csv and grid.png.")
 @click.option("--native", is_flag=True, help="Score at each image's native resolution (default: the network input size).")
 @click.option("--strict", is_flag=True, help="Pr@X counts IoU > X (RSRefSeg) instead of >= X.")
+@click.option("--threshold", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None,
+              help="Foreground probability a pixel must exceed (default 0.5: fg > bg [paper]); the value "
+              "`rrsis segment --threshold` would use.")
 @click.option("--empty", type=click.Choice(["zero", "one", "exclude"]), default="zero", show_default=True, help="Score of empty-target samples (see the metrics docs).")
 @click.option("--batch-size", type=click.IntRange(1), default=8, show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
@@ -24,7 +27,7 @@ from cli.data_options import custom_data_options, custom_options, format_opt
 @click.option("--skip-corrupt", is_flag=True, help="Skip (and count) unreadable images instead of stopping.")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON instead of the table.")
 @custom_data_options
-def evaluate(checkpoint, fmt, root, split, out_dir, native, strict, empty, batch_size, device, amp, grid, limit,
+def evaluate(checkpoint, fmt, root, split, out_dir, native, strict, threshold, empty, batch_size, device, amp, grid, limit,
              skip_corrupt, as_json, expression_column, category_column, split_column, raster_column, chip_size, block_chips, val_fraction):
     """Print the paper-style table (mIoU, oIoU, Pr@0.5-0.9, per category, sample count)."""
     import json
@@ -41,6 +44,7 @@ def evaluate(checkpoint, fmt, root, split, out_dir, native, strict, empty, batch
             return tqdm(it, desc="evaluating", unit="batch", leave=False)
 
     report = evaluate_checkpoint(checkpoint, fmt, root, split, out_dir=out_dir, native=native, strict=strict, empty=empty,
+                                 threshold=threshold,
                                  batch_size=batch_size, device=device, amp=amp, grid=grid if out_dir else 0, limit=limit,
                                  on_error="skip" if skip_corrupt else "raise", progress=progress,
                                  **custom_options(fmt, expression_column, category_column, chip_size, block_chips, val_fraction,
@@ -50,6 +54,8 @@ def evaluate(checkpoint, fmt, root, split, out_dir, native, strict, empty, batch
         return
     opts = report["options"]
     where = "native resolution" if opts["native_resolution"] else f"{opts['input_size']} px"
+    if threshold is not None:
+        where += f", threshold {threshold:g}"
     click.echo(format_table(report["metrics"], f"{fmt} {split} ({where}, Pr {'>' if opts['strict'] else '>='} X)"))
     if report["skipped_unreadable"]:
         click.echo(f"skipped {report['skipped_unreadable']} unreadable samples")

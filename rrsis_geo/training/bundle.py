@@ -39,9 +39,12 @@ def output_field(out, name: str, default=None):
     return getattr(out, name, default)
 
 
-def foreground(logits: torch.Tensor) -> torch.Tensor:
-    """(B, 2, H, W) [bg, fg] logits -> (B, H, W) bool, fg > bg [paper]."""
-    return logits[:, 1] > logits[:, 0]
+def foreground(logits: torch.Tensor, threshold: float | None = None) -> torch.Tensor:
+    """(B, 2, H, W) [bg, fg] logits -> (B, H, W) bool: fg > bg [paper] (softmax fg > 0.5), or
+    softmax fg > ``threshold`` (what ``rrsis segment --threshold`` decides)."""
+    if threshold is None:
+        return logits[:, 1] > logits[:, 0]
+    return logits.float().softmax(1)[:, 1] > threshold
 
 
 def build_bundle(name: str, overrides: dict | None = None, init: str | Path | None = None, *, seed: int = 0,

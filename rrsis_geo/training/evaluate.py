@@ -29,9 +29,11 @@ def autocast_context(device: torch.device, amp: str):
 @torch.no_grad()
 def run_evaluation(model, text_processor, dataset, *, device, batch_size: int = 8, native: bool = False,
                    strict: bool = False, empty: str = "zero", amp: str = "off", rank: int = 0, world: int = 1,
-                   num_workers: int = 0, keep_examples: int = 0, progress=None) -> tuple[RefSegMetrics, list[dict]]:
+                   num_workers: int = 0, keep_examples: int = 0, progress=None,
+                   threshold: float | None = None) -> tuple[RefSegMetrics, list[dict]]:
     """Returns this process's metrics (gather them across processes yourself) and up to
-    ``keep_examples`` examples (image, gt, pred at input size) for a picture."""
+    ``keep_examples`` examples (image, gt, pred at input size) for a picture. ``threshold``: the
+    foreground probability a pixel must exceed (None: fg > bg, i.e. 0.5)."""
     was_training = model.training
     model.eval()
     metrics = RefSegMetrics(strict=strict, empty=empty)
@@ -49,12 +51,12 @@ def run_evaluation(model, text_processor, dataset, *, device, batch_size: int = 
             if native:
                 for k, gt in enumerate(batch["mask_native"]):
                     up = F.interpolate(logits[k : k + 1], size=tuple(gt.shape), mode="bilinear", align_corners=False)
-                    metrics.update(foreground(up)[0].cpu(), gt, [batch["category"][k]], [batch["sample_id"][k]])
+                    metrics.update(foreground(up, threshold)[0].cpu(), gt, [batch["category"][k]], [batch["sample_id"][k]])
             else:
-                pred = foreground(logits).cpu()
+                pred = foreground(logits, threshold).cpu()
                 metrics.update(pred, batch["mask"], batch["category"], batch["sample_id"])
             if len(examples) < keep_examples:
-                pred = foreground(logits).cpu()
+                pred = foreground(logits, threshold).cpu()
                 for k in range(min(len(pred), keep_examples - len(examples))):
                     examples.append({"image": batch["image"][k], "gt": batch["mask"][k], "pred": pred[k],
                                      "expression": batch["expression"][k], "sample_id": batch["sample_id"][k]})
@@ -66,7 +68,7 @@ def run_evaluation(model, text_processor, dataset, *, device, batch_size: int = 
 def evaluate_checkpoint(checkpoint, fmt: str, root, split: str = "test", *, out_dir=None, native: bool = False,
                         strict: bool = False, empty: str = "zero", batch_size: int = 8, device: str = "auto",
                         amp: str = "off", grid: int = 8, limit: int = 0, num_workers: int = 0, on_error: str = "raise",
-                        progress=None, **data_options) -> dict:
+                        progress=None, threshold: float | None = None, **data_options) -> dict:
     """``rrsis eval``: load a self-describing checkpoint, evaluate it on a dataset split, write
     ``metrics.json`` / ``metrics.csv`` / ``per_sample.csv`` / ``grid.png`` under ``out_dir``."""
     import csv
@@ -102,11 +104,13 @@ def evaluate_checkpoint(checkpoint, fmt: str, root, split: str = "test", *, out_
         raise DatasetError(f"no {split} samples in {root}; run `rrsis data check --format {fmt} {root}`")
     text = models.TextProcessor.from_config(cfg)
     metrics, examples = run_evaluation(model, text, ds, device=dev, batch_size=batch_size, native=native, strict=strict,
-                                       empty=empty, amp=amp, num_workers=num_workers, keep_examples=grid, progress=progress)
+                                       empty=empty, amp=amp, num_workers=num_workers, keep_examples=grid, progress=progress,
+                                       threshold=threshold)
     result = metrics.compute()
     report = {
         "checkpoint": str(checkpoint), "sha256": sha256_file(checkpoint), "format": fmt, "root": str(root), "split": split,
-        "options": {"input_size": size, "native_resolution": native, "strict": strict, "empty": empty},
+        "options": {"input_size": size, "native_resolution": native, "strict": strict, "empty": empty,
+                    "threshold": 0.5 if threshold is None else threshold},
         "skipped_unreadable": len(ds.skipped), "metrics": result, "samples": metrics.per_sample(),
     }
     if out_dir is not None:

@@ -1,5 +1,6 @@
 """The real model: btdnet-tiny trained through `rrsis train`, evaluated through `rrsis eval`."""
 
+import csv
 import json
 from pathlib import Path
 
@@ -86,7 +87,29 @@ def test_eval_cli_writes_table_json_csv_grid(trained_run, tmp_path):
                                    "--split", "val", "--native", "--strict", "--json"])
     assert res.exit_code == 0, res.output
     j = json.loads(res.output)
-    assert j["options"]["native_resolution"] and j["options"]["strict"]
+    assert j["options"]["native_resolution"] and j["options"]["strict"] and j["options"]["threshold"] == 0.5
+    # --threshold scores the decision `rrsis segment --threshold` makes: a lower one marks more pixels
+    pixels = {}
+    for t in ("0.05", "0.95"):
+        res = CliRunner().invoke(cli, ["eval", "--model", str(out / "best.safetensors"), "--format", "refsegrs", str(root),
+                                       "--split", "val", "--threshold", t, "--out", str(tmp_path / t), "--grid", "0"])
+        assert res.exit_code == 0 and f"threshold {t}" in res.output, res.output
+        pixels[t] = sum(int(r["pred_pixels"]) for r in csv.DictReader(open(tmp_path / t / "per_sample.csv")))
+    assert pixels["0.05"] > pixels["0.95"]
+    res = CliRunner().invoke(cli, ["eval", "--model", str(out / "best.safetensors"), "--format", "refsegrs", str(root),
+                                   "--threshold", "1.5"])
+    assert res.exit_code == 2 and "--threshold" in res.output
+
+
+def test_foreground_threshold_is_the_softmax_probability():
+    import torch
+
+    from rrsis_geo.training.bundle import foreground
+
+    logits = torch.randn(2, 2, 8, 8, generator=torch.Generator().manual_seed(0))
+    p = logits.softmax(1)[:, 1]
+    assert torch.equal(foreground(logits), p > 0.5)  # the paper's fg > bg
+    assert torch.equal(foreground(logits, 0.2), p > 0.2) and foreground(logits, 0.2).sum() > foreground(logits).sum()
 
 
 def test_train_cli_bad_inputs_are_one_line(tmp_path):
