@@ -35,7 +35,7 @@ demo: install
 	@echo "Results: out/lake.gpkg (polygons), out/lake_prob.tif (probabilities), out/lake.png (preview), out/lake.gpkg.manifest.json"
 
 # Rebuild the shipped demo model from scratch (rrsis_geo/weights/btdnet-lite-demo.md): the training
-# build of the demo data, training in two stages (about 1 h 55 min on 2 CPU cores, minutes on a GPU),
+# build of the demo data, training in two stages (about 85 min on 2 quiet CPU cores, minutes on a GPU),
 # the compact export, and its test scores against the no-language baseline. DEMO_RUN keeps the run's checkpoints and logs.
 DEMO_RUN   ?= runs/demo_lite
 DEMO_MODEL := rrsis_geo/weights/btdnet-lite-demo.safetensors

@@ -51,12 +51,14 @@ def test_demo_config_builds_the_splits():
     from rrsis_geo.training.run import build_datasets
 
     cfg = load_config(ROOT / "configs" / "demo_lite.yaml", [f"data.root={DEMO}"])
-    bundle = SimpleNamespace(mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
+    m = cfg["model"]["overrides"]
+    assert m["vision"]["in_chans"] == len(m["mean"]) == len(m["std"]) == len(cfg["data"]["custom"]["bands"]) == 4
+    bundle = SimpleNamespace(mean=tuple(m["mean"]), std=tuple(m["std"]))
     train, val, info = build_datasets(cfg, bundle)
     assert (len(train), len(val)) == (520, 136)
     assert {r.split for r in train.records} == {"train"} and {r.split for r in val.records} == {"val"}
     assert info["gsd_m"] == 10.0 and [v["gsd_m"] for v in info["gsd_m_values"]] == [5.0, 10.0]
     s = train[0]
     size = cfg["data"]["input_size"]
-    assert tuple(s["image"].shape) == (3, size, size) and s["mask"].sum() > 0
+    assert tuple(s["image"].shape) == (4, size, size) and s["mask"].sum() > 0  # red, green, blue, NIR
     assert np.isfinite(s["image"].numpy()).all()

@@ -34,6 +34,7 @@ def test_the_demo_model_ships_and_is_the_default():
 
     meta = read_metadata(SHIPPED[DEFAULT_MODEL].path)
     assert meta["preset"] == "btdnet-lite" and meta["config"]["mci"]["position"] == "fourier"
+    assert meta["config"]["vision"]["in_chans"] == 4  # red, green, blue, NIR (its model card says so)
     # it stores only what training changed: the frozen text encoder comes from its package
     assert set(meta["base"]) == {"text."}
     assert SHIPPED[DEFAULT_MODEL].path.stat().st_size < 40e6
@@ -61,7 +62,8 @@ def test_the_shipped_model_answers_held_out_expressions(tmp_path):
     its model card). On the test split of data/demo (regions no training window touched), scored at
     the chips' own resolution: on expressions that need the language the model's oIoU beats the
     no-language rule, and it scores far above what a broken export, a wrong band order or untrained
-    heads give (btdnet-lite's random heads: mIoU ~0.0-0.1)."""
+    heads give (btdnet-lite's random heads: mIoU ~0.0-0.1; the file measured 0.169 mIoU, 0.637
+    size oIoU)."""
     import geopandas as gpd
 
     from scripts.demo_data.compare import grouped
@@ -76,7 +78,7 @@ def test_the_shipped_model_answers_held_out_expressions(tmp_path):
     m, b = model["needs_language"], base["needs_language"]["best"]
     assert m["n"] == b["n"] > 100
     assert m["oIoU"] > b["oIoU"], (m, b)
-    assert m["mIoU"] > 0.10 and model["kind=size"]["oIoU"] > 0.45, model
+    assert m["mIoU"] > 0.14 and model["kind=size"]["oIoU"] > 0.5, model
 
 
 @pytest.mark.slow
