@@ -28,6 +28,7 @@ def render_preview(scene_path: str, bands: tuple[int, ...], frame, path: str, ti
     from matplotlib.patches import PathPatch
     from matplotlib.path import Path as MplPath
 
+    bands = tuple(bands[:3])  # the model's first three bands are shown as RGB (of red, green, blue, NIR: no NIR read)
     with rasterio.open(scene_path) as ds:
         scale = max(ds.width, ds.height) / max_side
         scale = max(scale, 1.0)

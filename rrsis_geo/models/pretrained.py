@@ -58,19 +58,19 @@ def load_filtered(module: nn.Module, state_dict: dict[str, torch.Tensor], source
     assert set(result.missing_keys) <= set(expected_missing) and not result.unexpected_keys
 
 
-def adapt_input_bands(vision: nn.Module, state_dict: dict[str, torch.Tensor], key: str) -> str | None:
-    """Fit the released RGB input convolution ``key`` to the model's band count, in place;
-    returns ``"3->N"`` when it adapted, ``None`` when the counts already agree."""
+def adapt_input_bands(vision: nn.Module, state_dict: dict[str, torch.Tensor], key: str) -> dict:
+    """Fit the released RGB input convolution ``key`` to the model's band count, in place; returns
+    the provenance entry: ``{"bands": "3->N"}`` when it adapted, ``{}`` when the counts agree."""
     from timm.models import adapt_input_conv
 
     own = vision.state_dict().get(key)
     weight = state_dict.get(key)
     if own is None or weight is None or own.shape[1] == weight.shape[1]:
-        return None
+        return {}
     if own.shape[0] != weight.shape[0] or own.shape[2:] != weight.shape[2:]:
-        return None  # not only the band count differs: load_filtered reports the mismatch
+        return {}  # not only the band count differs: load_filtered reports the mismatch
     state_dict[key] = adapt_input_conv(own.shape[1], weight)
-    return f"{weight.shape[1]}->{own.shape[1]}"
+    return {"bands": f"{weight.shape[1]}->{own.shape[1]}"}
 
 
 def _torch_load(path: Path) -> dict:
@@ -132,7 +132,7 @@ def load_swin_weights(vision: nn.Module, path: str | Path) -> dict:
     sd, dropped = swin_checkpoint_filter(_torch_load(path), vision)
     adapted = adapt_input_bands(vision, sd, "patch_embed.proj.weight")
     load_filtered(vision, sd, f"Swin weights {path}")
-    return {"file": str(path), "dropped": len(dropped), "loaded": len(sd), **({"bands": adapted} if adapted else {})}
+    return {"file": str(path), "dropped": len(dropped), "loaded": len(sd), **adapted}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -219,7 +219,7 @@ def load_efficientnet_weights(vision: nn.Module, path: str | Path, timm_name: st
     sd, dropped = efficientnet_checkpoint_filter(_torch_load(path), list(full), {k: v.shape for k, v in full.items()})
     adapted = adapt_input_bands(vision, sd, "conv_stem.weight")
     load_filtered(vision, sd, f"EfficientNet weights {path}")
-    return {"file": str(path), "dropped": len(dropped), "loaded": len(sd), **({"bands": adapted} if adapted else {})}
+    return {"file": str(path), "dropped": len(dropped), "loaded": len(sd), **adapted}
 
 
 ENCODERS = ("vision", "text")  # the parts whose config may name weights; their keys start "vision." / "text."

@@ -22,16 +22,16 @@ def _limit(ds, n: int):
 
 def build_datasets(cfg: dict, bundle: ModelBundle):
     d, seed = cfg["data"], int(cfg["run"]["seed"])
-    options = {}
+    options, wanted, source = {}, 3, f"{d['format']} images have 3 (RGB)"
     if d["format"] == "custom":
         options = dict(d["custom"])
         options["seed"] = options.pop("split_seed")
-    n_bands, wanted = len(bundle.mean), len(options["bands"]) if d["format"] == "custom" else 3
-    if n_bands != wanted:
+        wanted = len(options["bands"])
+        source = f"data.custom.bands names {wanted}"
+    if len(bundle.mean) != wanted:
         from rrsis_geo.errors import ConfigError
 
-        what = f"data.custom.bands names {wanted}" if d["format"] == "custom" else f"{d['format']} images have 3 (RGB)"
-        raise ConfigError(f"the model takes {n_bands} bands (vision.in_chans) but {what}")
+        raise ConfigError(f"the model takes {len(bundle.mean)} bands (vision.in_chans) but {source}")
     size = d["input_size"]
     train_t = build_transforms(size, True, bundle.mean, bundle.std, d["occlusion_p"], d["occlusion_box"], d["occlusion_boxes"], seed)
     val_t = build_transforms(size, False, bundle.mean, bundle.std)
