@@ -16,8 +16,8 @@ from cli.data_options import custom_data_options, custom_options, format_opt
 @click.option("--native", is_flag=True, help="Score at each image's native resolution (default: the network input size).")
 @click.option("--strict", is_flag=True, help="Pr@X counts IoU > X (RSRefSeg) instead of >= X.")
 @click.option("--threshold", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None,
-              help="Foreground probability a pixel must exceed (default 0.5: fg > bg [paper]); the value "
-              "`rrsis segment --threshold` would use.")
+              help="Foreground probability a pixel must exceed (default: the model's, 0.5 = fg > bg [paper] "
+              "unless `rrsis model calibrate` chose one); the value `rrsis segment --threshold` would use.")
 @click.option("--empty", type=click.Choice(["zero", "one", "exclude"]), default="zero", show_default=True, help="Score of empty-target samples (see the metrics docs).")
 @click.option("--batch-size", type=click.IntRange(1), default=8, show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
@@ -54,8 +54,8 @@ def evaluate(checkpoint, fmt, root, split, out_dir, native, strict, threshold, e
         return
     opts = report["options"]
     where = "native resolution" if opts["native_resolution"] else f"{opts['input_size']} px"
-    if threshold is not None:
-        where += f", threshold {threshold:g}"
+    if threshold is not None or opts["threshold"] != 0.5:
+        where += f", threshold {opts['threshold']:g}"
     click.echo(format_table(report["metrics"], f"{fmt} {split} ({where}, Pr {'>' if opts['strict'] else '>='} X)"))
     if report["skipped_unreadable"]:
         click.echo(f"skipped {report['skipped_unreadable']} unreadable samples")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from cli.data_options import custom_data_options, custom_options, format_opt
+
 
 @click.group("model")
 def model():
@@ -48,7 +50,7 @@ def info(name_or_path, as_json, no_flops):
     m = meta_model(cfg)
     if no_flops:
         data = {"preset": cfg.name, "input_size": cfg.input_size, "bands": cfg.vision.in_chans,
-                "parameters": count_parameters(m)}
+                "threshold": cfg.threshold, "parameters": count_parameters(m)}
     else:
         data = summarize(m, meta)
     if meta is not None:
@@ -100,3 +102,52 @@ def export(src, dst, no_half, keep_pretrained, force):
         click.echo(f"tensors  float16 (kept float32: {_list(r['fp32']) or 'none'})")
     click.echo(f"size     {r['src_bytes'] / 1e6:.1f} MB -> {r['dst_bytes'] / 1e6:.1f} MB")
     click.echo(f"wrote {dst}")
+
+
+@model.command("calibrate")
+@click.argument("src", type=click.Path(dir_okay=False))
+@click.argument("root", type=click.Path(file_okay=False))
+@format_opt
+@click.option("-o", "--out", "dst", type=click.Path(dir_okay=False), required=True,
+              help="The calibrated checkpoint (may be SRC itself, with --force).")
+@click.option("--split", type=click.Choice(["train", "val", "test"]), default="val", show_default=True,
+              help="Held-out data to choose on (not the split you report).")
+@click.option("--metric", type=click.Choice(["mIoU", "oIoU"]), default="mIoU", show_default=True)
+@click.option("--thresholds", default=None, metavar="T1,T2,...",
+              help="Foreground probabilities to try [0.05, 0.10, ..., 0.95]; the model's current one is always tried.")
+@click.option("--native", is_flag=True, help="Score at each image's native resolution (default: the network input size).")
+@click.option("--batch-size", type=click.IntRange(1), default=8, show_default=True)
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--force", is_flag=True, help="Overwrite the output if it exists.")
+@custom_data_options
+def calibrate(src, root, fmt, dst, split, metric, thresholds, native, batch_size, device, force, expression_column,
+              category_column, split_column, raster_column, chip_size, block_chips, val_fraction):
+    """Choose the decision threshold of checkpoint SRC on held-out data in ROOT and write a copy
+    that carries it: `rrsis segment` and `rrsis eval` use it unless given --threshold."""
+    from pathlib import Path
+
+    from rrsis_geo.errors import ConfigError, OutputError
+    from rrsis_geo.training.calibrate import DEFAULT_GRID, calibrate_checkpoint
+
+    if Path(dst).exists() and not force:
+        raise OutputError(f"{dst} exists: pass --force to overwrite")
+    grid = DEFAULT_GRID
+    if thresholds is not None:
+        try:
+            grid = tuple(float(t) for t in thresholds.split(","))
+        except ValueError:
+            raise ConfigError(f"--thresholds: expected numbers separated by commas, got {thresholds!r}") from None
+    if split == "test":
+        click.echo("note: choosing on the test split makes its test scores optimistic; choose on val", err=True)
+    r = calibrate_checkpoint(src, fmt, root, dst, split, thresholds=grid, metric=metric, native=native,
+                             batch_size=batch_size, device=device,
+                             **custom_options(fmt, expression_column, category_column, chip_size, block_chips,
+                                              val_fraction, split_column, raster_column))
+    c = r["calibration"]
+    click.echo(f"{fmt} {split}, {c['n']} samples ({'native resolution' if native else 'input size'})")
+    click.echo(f"{'threshold':>9} {'mIoU':>7} {'oIoU':>7} {'Pr@0.5':>7}")
+    for row in r["rows"]:
+        mark = "  <- chosen" if row["threshold"] == c["threshold"] else ""
+        click.echo(f"{row['threshold']:>9.2f} {row['mIoU']:>7.2f} {row['oIoU']:>7.2f} {row['Pr@0.5']:>7.2f}{mark}")
+    click.echo(f"threshold {c['previous_threshold']:g} -> {c['threshold']:g} ({metric} {c['previous_score']:.2f} -> "
+               f"{c['score']:.2f}); wrote {r['path']}")

@@ -44,6 +44,7 @@ FORMAT = "rrsis-geo-checkpoint"
 FORMAT_VERSION = 2  # the newest version this module reads; 2 adds "base" (encoders by reference)
 ARCHITECTURE = "btdnet"
 META_KEY = "rrsis_geo"
+CONFIG_META = ("gsd_m", "threshold", "mean", "std", "max_tokens", "masker")  # metadata mirrored in the config
 
 
 def _version() -> str:
@@ -67,10 +68,7 @@ def save_checkpoint(model, path: str | os.PathLike, **meta: Any) -> Path:
     from rrsis_geo.models.config import config_to_dict
 
     model = unwrap_model(model)  # DDP / torch.compile: save the bare model's keys
-    cfg = config_to_dict(model.cfg)
-    for k in ("gsd_m", "threshold", "mean", "std", "max_tokens", "masker"):
-        if k in meta:
-            cfg[k] = list(meta[k]) if isinstance(meta[k], tuple) else meta[k]
+    cfg = _sync_config(config_to_dict(model.cfg), meta)
     if cfg["masker"] == "auto":  # record the masker this machine (the trainer's) resolves to
         from rrsis_geo.models.text import make_masker
 
@@ -88,6 +86,27 @@ def save_checkpoint(model, path: str | os.PathLike, **meta: Any) -> Path:
     header.update({k: v for k, v in meta.items() if k not in ("mean", "std")})
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     return write_checkpoint_file(tensors, header, path)
+
+
+def _sync_config(cfg: dict, meta: dict) -> dict:
+    """Metadata that is also a config field (``threshold``, ``gsd_m``, ...) updates the config too."""
+    for k in CONFIG_META:
+        if k in meta:
+            cfg[k] = list(meta[k]) if isinstance(meta[k], tuple) else meta[k]
+    return cfg
+
+
+def update_metadata(src: str | os.PathLike, dst: str | os.PathLike, **meta: Any) -> Path:
+    """Copy checkpoint ``src`` to ``dst`` (atomically; ``dst`` may be ``src``) with top-level
+    metadata added or replaced, e.g. ``threshold`` (which updates the stored config too, so the
+    loaded model agrees). The tensors are copied as stored: a compact checkpoint stays compact."""
+    from safetensors.torch import load_file
+
+    header = read_metadata(src)
+    header["config"] = _sync_config(dict(header["config"]), meta)
+    header.update(meta)
+    tensors = load_file(str(src), device="cpu")
+    return write_checkpoint_file(tensors, header, dst)
 
 
 def _umask() -> int:

@@ -63,7 +63,7 @@ def summarize(model, meta: dict | None = None) -> dict:
     except Exception as exc:  # the estimate is informative only
         info["gflops_per_tile"] = f"unavailable ({type(exc).__name__})"
     if meta:
-        for k in ("gsd_m", "threshold", "provenance", "training", "metrics"):
+        for k in ("gsd_m", "threshold", "calibration", "provenance", "training", "metrics"):
             if meta.get(k) is not None:
                 info[k] = meta[k]
     return info

@@ -69,6 +69,7 @@ def build_bundle(name: str, overrides: dict | None = None, init: str | Path | No
             raise ConfigError(f"model.overrides ({', '.join(extra)}) cannot change a model loaded from model.init")
         if input_size is not None:
             model.cfg.input_size = int(input_size)
+        model.cfg.threshold = 0.5  # a calibrated threshold belongs to the weights it was chosen for
     else:
         try:
             model = models.create_model(name, seed=seed, **overrides)

@@ -27,17 +27,14 @@ def autocast_context(device: torch.device, amp: str):
 
 
 @torch.no_grad()
-def run_evaluation(model, text_processor, dataset, *, device, batch_size: int = 8, native: bool = False,
-                   strict: bool = False, empty: str = "zero", amp: str = "off", rank: int = 0, world: int = 1,
-                   num_workers: int = 0, keep_examples: int = 0, progress=None,
-                   threshold: float | None = None) -> tuple[RefSegMetrics, list[dict]]:
-    """Returns this process's metrics (gather them across processes yourself) and up to
-    ``keep_examples`` examples (image, gt, pred at input size) for a picture. ``threshold``: the
-    foreground probability a pixel must exceed (None: fg > bg, i.e. 0.5)."""
+def _scored(model, text_processor, dataset, *, device, batch_size: int, native: bool, amp: str, rank: int = 0,
+            world: int = 1, num_workers: int = 0, progress=None):
+    """Yields ``(batch, logits, scored)`` per batch: ``logits`` (B, 2, h, w) at the input size and
+    ``scored`` a list of ``(logits, gt, category, sample_id)`` per sample, at the resolution it is
+    scored at (``native``: each sample's own size, logits resized bilinearly; else the input size).
+    The model is in eval mode while the generator runs and back in its former mode after."""
     was_training = model.training
     model.eval()
-    metrics = RefSegMetrics(strict=strict, empty=empty)
-    examples: list[dict] = []
     loader = DataLoader(dataset, batch_sampler=shard_batches(len(dataset), batch_size, rank, world),
                         num_workers=num_workers, collate_fn=collate,
                         generator=torch.Generator().manual_seed(0))  # leaves the global RNG untouched
@@ -49,38 +46,60 @@ def run_evaluation(model, text_processor, dataset, *, device, batch_size: int = 
                 out = model(images, text)
             logits = output_field(out, "logits").float()
             if native:
-                for k, gt in enumerate(batch["mask_native"]):
-                    up = F.interpolate(logits[k : k + 1], size=tuple(gt.shape), mode="bilinear", align_corners=False)
-                    metrics.update(foreground(up, threshold)[0].cpu(), gt, [batch["category"][k]], [batch["sample_id"][k]])
+                scored = [(F.interpolate(logits[k : k + 1], size=tuple(gt.shape), mode="bilinear", align_corners=False),
+                           gt, batch["category"][k], batch["sample_id"][k]) for k, gt in enumerate(batch["mask_native"])]
             else:
-                pred = foreground(logits, threshold).cpu()
-                metrics.update(pred, batch["mask"], batch["category"], batch["sample_id"])
-            if len(examples) < keep_examples:
-                pred = foreground(logits, threshold).cpu()
-                for k in range(min(len(pred), keep_examples - len(examples))):
-                    examples.append({"image": batch["image"][k], "gt": batch["mask"][k], "pred": pred[k],
-                                     "expression": batch["expression"][k], "sample_id": batch["sample_id"][k]})
+                scored = [(logits[k : k + 1], batch["mask"][k], batch["category"][k], batch["sample_id"][k])
+                          for k in range(len(logits))]
+            yield batch, logits, scored
     finally:
         model.train(was_training)
+
+
+def run_evaluation(model, text_processor, dataset, *, device, batch_size: int = 8, native: bool = False,
+                   strict: bool = False, empty: str = "zero", amp: str = "off", rank: int = 0, world: int = 1,
+                   num_workers: int = 0, keep_examples: int = 0, progress=None,
+                   threshold: float | None = None) -> tuple[RefSegMetrics, list[dict]]:
+    """Returns this process's metrics (gather them across processes yourself) and up to
+    ``keep_examples`` examples (image, gt, pred at input size) for a picture. ``threshold``: the
+    foreground probability a pixel must exceed (None: fg > bg, i.e. 0.5)."""
+    metrics = RefSegMetrics(strict=strict, empty=empty)
+    examples: list[dict] = []
+    for batch, logits, scored in _scored(model, text_processor, dataset, device=device, batch_size=batch_size,
+                                         native=native, amp=amp, rank=rank, world=world, num_workers=num_workers,
+                                         progress=progress):
+        for lg, gt, category, sid in scored:
+            metrics.update(foreground(lg, threshold)[0].cpu(), gt, [category], [sid])
+        if len(examples) < keep_examples:
+            pred = foreground(logits, threshold).cpu()
+            for k in range(min(len(pred), keep_examples - len(examples))):
+                examples.append({"image": batch["image"][k], "gt": batch["mask"][k], "pred": pred[k],
+                                 "expression": batch["expression"][k], "sample_id": batch["sample_id"][k]})
     return metrics, examples
 
 
-def evaluate_checkpoint(checkpoint, fmt: str, root, split: str = "test", *, out_dir=None, native: bool = False,
-                        strict: bool = False, empty: str = "zero", batch_size: int = 8, device: str = "auto",
-                        amp: str = "off", grid: int = 8, limit: int = 0, num_workers: int = 0, on_error: str = "raise",
-                        progress=None, threshold: float | None = None, **data_options) -> dict:
-    """``rrsis eval``: load a self-describing checkpoint, evaluate it on a dataset split, write
-    ``metrics.json`` / ``metrics.csv`` / ``per_sample.csv`` / ``grid.png`` under ``out_dir``."""
-    import csv
-    import json
-    from pathlib import Path
+def sweep_thresholds(model, text_processor, dataset, thresholds, *, device, batch_size: int = 8, native: bool = False,
+                     strict: bool = False, empty: str = "zero", amp: str = "off", num_workers: int = 0,
+                     progress=None) -> dict[float, RefSegMetrics]:
+    """One pass over ``dataset``, scored at every foreground-probability threshold in ``thresholds``."""
+    metrics = {float(t): RefSegMetrics(strict=strict, empty=empty) for t in thresholds}
+    for _batch, _logits, scored in _scored(model, text_processor, dataset, device=device, batch_size=batch_size,
+                                           native=native, amp=amp, num_workers=num_workers, progress=progress):
+        for lg, gt, category, sid in scored:
+            prob = lg.softmax(1)[0, 1]
+            for t, m in metrics.items():
+                m.update((prob > t).cpu(), gt, [category], [sid])
+    return metrics
 
+
+def open_split(checkpoint, fmt: str, root, split: str, *, native: bool, device: str, limit: int, on_error: str,
+                data_options: dict):
+    """The checkpoint's model (on ``device``), its text processor and the dataset split, read the way
+    the model was trained (its input size, normalisation and, for custom data, chip options)."""
     import rrsis_geo.models as models
     from rrsis_geo.data import open_dataset
     from rrsis_geo.data.transforms import build_transforms
-    from rrsis_geo.errors import ConfigError
-    from rrsis_geo.models.checkpoint import sha256_file
-    from rrsis_geo.training.logs import prediction_grid
+    from rrsis_geo.errors import ConfigError, DatasetError
 
     if device == "cuda" and not torch.cuda.is_available():
         raise ConfigError("--device cuda: no CUDA device is available")
@@ -99,10 +118,29 @@ def evaluate_checkpoint(checkpoint, fmt: str, root, split: str = "test", *, out_
     if limit:
         ds.records = ds.records[:limit]
     if len(ds) == 0:
-        from rrsis_geo.errors import DatasetError
-
         raise DatasetError(f"no {split} samples in {root}; run `rrsis data check --format {fmt} {root}`")
-    text = models.TextProcessor.from_config(cfg)
+    return model, meta, size, ds, models.TextProcessor.from_config(cfg), dev
+
+
+def evaluate_checkpoint(checkpoint, fmt: str, root, split: str = "test", *, out_dir=None, native: bool = False,
+                        strict: bool = False, empty: str = "zero", batch_size: int = 8, device: str = "auto",
+                        amp: str = "off", grid: int = 8, limit: int = 0, num_workers: int = 0, on_error: str = "raise",
+                        progress=None, threshold: float | None = None, **data_options) -> dict:
+    """``rrsis eval``: load a self-describing checkpoint, evaluate it on a dataset split, write
+    ``metrics.json`` / ``metrics.csv`` / ``per_sample.csv`` / ``grid.png`` under ``out_dir``.
+    ``threshold`` None: the checkpoint's own (0.5, fg > bg, unless ``rrsis model calibrate`` set one)."""
+    import csv
+    import json
+    from pathlib import Path
+
+    from rrsis_geo.models.checkpoint import sha256_file
+    from rrsis_geo.training.logs import prediction_grid
+
+    model, meta, size, ds, text, dev = open_split(checkpoint, fmt, root, split, native=native, device=device,
+                                                   limit=limit, on_error=on_error, data_options=data_options)
+    cfg = model.cfg
+    if threshold is None and cfg.threshold != 0.5:
+        threshold = float(cfg.threshold)
     metrics, examples = run_evaluation(model, text, ds, device=dev, batch_size=batch_size, native=native, strict=strict,
                                        empty=empty, amp=amp, num_workers=num_workers, keep_examples=grid, progress=progress,
                                        threshold=threshold)

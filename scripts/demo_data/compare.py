@@ -58,6 +58,12 @@ def main() -> None:
         m, b = model[g], base[g]["best"]
         cells = "".join(f" {m[k] or 0:6.3f}/{b[k] or 0:6.3f}" for k in ("mIoU", "oIoU", "Pr@0.5"))
         print(f"{g:<15} {m['n']:>5}{cells}")
+    print(f"\nneeds_language against each rule (model / rule; {base['needs_language']['best']['n']} expressions)")
+    print(f"{'rule':<15} {'mIoU':>13} {'oIoU':>13} {'Pr@0.5':>13}")
+    m = model["needs_language"]
+    for rule, b in base["needs_language"].items():
+        if rule != "best":
+            print(f"{rule:<15}" + "".join(f" {m[k] or 0:6.3f}/{b[k] or 0:6.3f}" for k in ("mIoU", "oIoU", "Pr@0.5")))
 
 
 if __name__ == "__main__":

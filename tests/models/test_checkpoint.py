@@ -229,3 +229,23 @@ def test_nltk_trained_checkpoint_loads_without_nltk_data(tmp_path, small_model, 
     with pytest.warns(UserWarning, match="lexicon masker instead"):
         pred = load_predictor(str(path), device="cpu")
     assert pred.text_processor.masker.name == "lexicon"
+
+
+def test_update_metadata_sets_threshold_and_keeps_tensors(tmp_path, ckpt):
+    """A calibrated copy: the threshold reaches the config (so the predictor and segment use it),
+    the tensors are byte-identical and the source is untouched."""
+    from safetensors.torch import load_file
+
+    from rrsis_geo.models.checkpoint import update_metadata
+
+    out = update_metadata(ckpt, tmp_path / "cal.safetensors", threshold=0.2, calibration={"metric": "mIoU"})
+    meta = read_metadata(out)
+    assert meta["threshold"] == 0.2 and meta["config"]["threshold"] == 0.2 and meta["calibration"] == {"metric": "mIoU"}
+    assert meta["gsd_m"] == 0.5 and meta["metrics"] == {"oIoU": 1.0}  # everything else carried over
+    assert read_metadata(ckpt)["threshold"] == 0.5
+    a, b = load_file(str(ckpt)), load_file(str(out))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert load_checkpoint(out)[0].cfg.threshold == 0.2
+    assert load_predictor(str(out), device="cpu").info.threshold == 0.2
+    update_metadata(out, out, threshold=0.3)  # in place, atomically
+    assert read_metadata(out)["threshold"] == 0.3 and not [p for p in tmp_path.iterdir() if p.suffix == ".tmp"]

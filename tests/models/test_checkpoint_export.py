@@ -228,3 +228,16 @@ def test_written_checkpoints_follow_the_umask(tmp_path):
     finally:
         os.umask(old)
     assert path.stat().st_mode & 0o777 == 0o644
+
+
+def test_calibrated_copy_of_a_compact_file_stays_compact(tmp_path, frozen_text):
+    """`rrsis model calibrate` rewrites metadata only: the exported (fp16, text by reference) file keeps its form."""
+    from rrsis_geo.models.checkpoint import update_metadata
+
+    _, src = frozen_text
+    r = export_checkpoint(src, tmp_path / "compact.safetensors")
+    cal = update_metadata(r["path"], tmp_path / "cal.safetensors", threshold=0.15)
+    assert stored_dtypes(cal) == stored_dtypes(r["path"])
+    meta, before = read_metadata(cal), read_metadata(r["path"])
+    assert meta["base"] == before["base"] and meta["stored_dtype"] == "float16" and meta["format_version"] == 2
+    assert load_checkpoint(cal)[0].cfg.threshold == 0.15

@@ -101,6 +101,56 @@ def test_eval_cli_writes_table_json_csv_grid(trained_run, tmp_path):
     assert res.exit_code == 2 and "--threshold" in res.output
 
 
+@pytest.mark.slow
+def test_calibrate_chooses_the_best_threshold_and_eval_uses_it(trained_run, tmp_path):
+    """`rrsis model calibrate`: one sweep, the best mIoU on the split, stored in a copy that `rrsis eval`
+    (and segment) then use by default; the sweep's score is what eval measures at that threshold."""
+    from safetensors.torch import load_file
+
+    from rrsis_geo.models import read_metadata
+
+    _, root, out, _ = trained_run
+    src, cal = out / "best.safetensors", tmp_path / "cal.safetensors"
+    grid = ["0.05", "0.3", "0.7", "0.95"]
+    res = CliRunner().invoke(cli, ["model", "calibrate", str(src), str(root), "--format", "refsegrs", "-o", str(cal),
+                                   "--thresholds", ",".join(grid)])
+    assert res.exit_code == 0, res.output
+    c = read_metadata(cal)["calibration"]
+    assert c["grid"] == [0.05, 0.3, 0.5, 0.7, 0.95] and c["split"] == "val" and c["n"] == 4  # the model's 0.5 is tried too
+    scores = {}
+    for t in c["grid"]:
+        r = CliRunner().invoke(cli, ["eval", "--model", str(src), "--format", "refsegrs", str(root), "--split", "val",
+                                     "--threshold", str(t), "--json"])
+        scores[t] = json.loads(r.output)["metrics"]["mIoU"]
+    assert c["threshold"] == max(scores, key=lambda t: (round(scores[t], 6), -abs(t - 0.5)))
+    assert abs(c["score"] - scores[c["threshold"]]) < 1e-3 and abs(c["previous_score"] - scores[0.5]) < 1e-3
+    assert f"-> {c['threshold']:g}" in res.output and "<- chosen" in res.output
+    res = CliRunner().invoke(cli, ["eval", "--model", str(cal), "--format", "refsegrs", str(root), "--split", "val", "--json"])
+    j = json.loads(res.output)
+    assert j["options"]["threshold"] == c["threshold"] and abs(j["metrics"]["mIoU"] - scores[c["threshold"]]) < 1e-9
+    a, b = load_file(str(src)), load_file(str(cal))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    # fine-tuning a calibrated model starts again from the paper's 0.5
+    from rrsis_geo.training.bundle import build_bundle
+
+    cal_meta = read_metadata(cal)
+    if cal_meta["threshold"] != 0.5:
+        assert build_bundle("btdnet-tiny", init=cal).model.cfg.threshold == 0.5
+
+
+def test_calibrate_cli_bad_inputs_are_one_line(trained_run, tmp_path):
+    _, root, out, _ = trained_run
+    src = str(out / "best.safetensors")
+    base = ["model", "calibrate", src, str(root), "--format", "refsegrs"]
+    for extra, expect in ((["-o", src], "exists: pass --force"),
+                          (["-o", str(tmp_path / "a.safetensors"), "--thresholds", "0.2,x"], "--thresholds"),
+                          (["-o", str(tmp_path / "b.safetensors"), "--thresholds", "0.2,1.5"], "between 0 and 1")):
+        res = CliRunner().invoke(cli, base + extra)
+        assert res.exit_code != 0 and expect in res.output and "Traceback" not in res.output, res.output
+        assert len(res.output.strip().splitlines()) == 1, res.output
+    assert not (tmp_path / "a.safetensors").exists() and not (tmp_path / "b.safetensors").exists()
+
+
 def test_foreground_threshold_is_the_softmax_probability():
     import torch
 
