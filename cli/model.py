@@ -131,6 +131,8 @@ def calibrate(src, root, fmt, dst, split, metric, thresholds, native, batch_size
 
     if Path(dst).exists() and not force:
         raise OutputError(f"{dst} exists: pass --force to overwrite")
+    if not Path(dst).resolve().parent.is_dir():  # before the sweep, not after it
+        raise OutputError(f"folder {Path(dst).parent} does not exist")
     grid = DEFAULT_GRID
     if thresholds is not None:
         try:

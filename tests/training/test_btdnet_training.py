@@ -144,7 +144,8 @@ def test_calibrate_cli_bad_inputs_are_one_line(trained_run, tmp_path):
     base = ["model", "calibrate", src, str(root), "--format", "refsegrs"]
     for extra, expect in ((["-o", src], "exists: pass --force"),
                           (["-o", str(tmp_path / "a.safetensors"), "--thresholds", "0.2,x"], "--thresholds"),
-                          (["-o", str(tmp_path / "b.safetensors"), "--thresholds", "0.2,1.5"], "between 0 and 1")):
+                          (["-o", str(tmp_path / "b.safetensors"), "--thresholds", "0.2,1.5"], "between 0 and 1"),
+                          (["-o", str(tmp_path / "no" / "c.safetensors")], "does not exist")):
         res = CliRunner().invoke(cli, base + extra)
         assert res.exit_code != 0 and expect in res.output and "Traceback" not in res.output, res.output
         assert len(res.output.strip().splitlines()) == 1, res.output
