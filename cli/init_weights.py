@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from cli.options import refuse_existing
+
 
 @click.command("init-weights")
 @click.option("--swin", type=click.Path(dir_okay=False), required=True, help="Microsoft's swin_base_patch4_window12_384_22k.pth.")
@@ -16,13 +18,9 @@ import click
 def init_weights(swin, bert, out, preset, input_size, max_tokens, force):
     """Build PRESET with ImageNet-22K Swin and BERT weights (the paper's initialisation) and save
     it as a self-describing checkpoint; start training from it with --set model.init=OUT."""
-    from pathlib import Path
-
-    from rrsis_geo.errors import OutputError
     from rrsis_geo.training.init_weights import build_initial_checkpoint
 
-    if Path(out).exists() and not force:
-        raise OutputError(f"{out} exists: pass --force to overwrite")
+    refuse_existing(out, force)
     report = build_initial_checkpoint(swin, bert, out, preset=preset, input_size=input_size, max_tokens=max_tokens)
     prov = report["provenance"].get("pretrained", {})
     for part, p in prov.items():

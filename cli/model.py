@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from cli.data_options import custom_data_options, custom_options, format_opt
+from cli.options import refuse_existing
 
 
 @click.group("model")
@@ -85,14 +86,10 @@ def info(name_or_path, as_json, no_flops):
 def export(src, dst, no_half, keep_pretrained, force):
     """Write a compact copy of checkpoint SRC to DST: float16 tensors, and pretrained encoders
     that training left unchanged stored by reference (rebuilt and hash-checked when loading)."""
-    from pathlib import Path
-
-    from rrsis_geo.errors import OutputError
     from rrsis_geo.models.export import export_checkpoint
     from rrsis_geo.models.pretrained import _list
 
-    if Path(dst).exists() and not force:
-        raise OutputError(f"{dst} exists: pass --force to overwrite")
+    refuse_existing(dst, force)
     r = export_checkpoint(src, dst, half=not no_half, drop_pretrained=not keep_pretrained)
     for prefix, n in r["dropped"].items():
         click.echo(f"{prefix:8s} not stored: {n} tensors unchanged from {r['base'][prefix]['weights']}")
@@ -124,15 +121,10 @@ def calibrate(src, root, fmt, dst, split, metric, thresholds, native, batch_size
               category_column, split_column, raster_column, chip_size, block_chips, val_fraction):
     """Choose the decision threshold of checkpoint SRC on held-out data in ROOT and write a copy
     that carries it: `rrsis segment` and `rrsis eval` use it unless given --threshold."""
-    from pathlib import Path
-
-    from rrsis_geo.errors import ConfigError, OutputError
+    from rrsis_geo.errors import ConfigError
     from rrsis_geo.training.calibrate import DEFAULT_GRID, calibrate_checkpoint
 
-    if Path(dst).exists() and not force:
-        raise OutputError(f"{dst} exists: pass --force to overwrite")
-    if not Path(dst).resolve().parent.is_dir():  # before the sweep, not after it
-        raise OutputError(f"folder {Path(dst).parent} does not exist")
+    refuse_existing(dst, force)
     grid = DEFAULT_GRID
     if thresholds is not None:
         try:

@@ -4,6 +4,16 @@ from __future__ import annotations
 
 import click
 
+def refuse_existing(path, force: bool) -> None:
+    """The one-line error for an output file that exists without --force."""
+    from pathlib import Path
+
+    from rrsis_geo.errors import OutputError
+
+    if Path(path).exists() and not force:
+        raise OutputError(f"{path} exists: pass --force to overwrite")
+
+
 overwrite_opt = click.option("--overwrite", is_flag=True, help="Replace existing output files.")
 
 bands_opt = click.option(

@@ -115,14 +115,20 @@ def _umask() -> int:
     return mask
 
 
+def check_output_folder(path: str | os.PathLike) -> Path:
+    """``path`` as a Path, if its folder exists (a checkpoint is never written into a missing one)."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise CheckpointError(f"folder {path.parent} does not exist")
+    return path
+
+
 def write_checkpoint_file(tensors: dict[str, torch.Tensor], header: dict, path: str | os.PathLike) -> Path:
     """Write ``tensors`` with ``header`` as the ``"rrsis_geo"`` metadata, atomically: a temporary
     file in the same folder, then ``os.replace``, so a failed write never leaves a half file."""
     from safetensors.torch import save_file
 
-    path = Path(path)
-    if not path.parent.is_dir():
-        raise CheckpointError(f"folder {path.parent} does not exist")
+    path = check_output_folder(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
     os.close(fd)
     try:

@@ -29,14 +29,15 @@ def calibrate_checkpoint(checkpoint, fmt: str, root, out, split: str = "val", *,
     with the best to ``out``. Returns ``rows`` (one per threshold: n, mIoU, oIoU, Pr@X),
     ``calibration`` (what was stored) and ``path``."""
     from rrsis_geo.errors import ConfigError
-    from rrsis_geo.models.checkpoint import update_metadata
+    from rrsis_geo.models.checkpoint import check_output_folder, update_metadata
 
     if metric not in METRICS:
         raise ConfigError(f"metric must be one of {', '.join(METRICS)}, not {metric!r}")
     bad = [t for t in thresholds if not 0.0 < float(t) < 1.0]
     if bad or not thresholds:
         raise ConfigError(f"thresholds must lie strictly between 0 and 1 (got {', '.join(map(str, bad)) or 'none'})")
-    model, _meta, _size, ds, text, dev = open_split(checkpoint, fmt, root, split, native=native, device=device,
+    check_output_folder(out)  # before the sweep, not after it
+    model, _size, ds, text, dev = open_split(checkpoint, fmt, root, split, native=native, device=device,
                                                      limit=limit, on_error=on_error, data_options=data_options)
     current = float(model.cfg.threshold)
     grid = sorted({float(t) for t in thresholds} | {current})

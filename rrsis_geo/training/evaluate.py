@@ -119,7 +119,7 @@ def open_split(checkpoint, fmt: str, root, split: str, *, native: bool, device: 
         ds.records = ds.records[:limit]
     if len(ds) == 0:
         raise DatasetError(f"no {split} samples in {root}; run `rrsis data check --format {fmt} {root}`")
-    return model, meta, size, ds, models.TextProcessor.from_config(cfg), dev
+    return model, size, ds, models.TextProcessor.from_config(cfg), dev
 
 
 def evaluate_checkpoint(checkpoint, fmt: str, root, split: str = "test", *, out_dir=None, native: bool = False,
@@ -136,7 +136,7 @@ def evaluate_checkpoint(checkpoint, fmt: str, root, split: str = "test", *, out_
     from rrsis_geo.models.checkpoint import sha256_file
     from rrsis_geo.training.logs import prediction_grid
 
-    model, meta, size, ds, text, dev = open_split(checkpoint, fmt, root, split, native=native, device=device,
+    model, size, ds, text, dev = open_split(checkpoint, fmt, root, split, native=native, device=device,
                                                    limit=limit, on_error=on_error, data_options=data_options)
     cfg = model.cfg
     if threshold is None and cfg.threshold != 0.5:

@@ -40,6 +40,11 @@ def grouped(per_sample: list[dict], rows) -> dict:
     return {g: metrics(p) for g, p in parts.items()}
 
 
+def cells(m: dict, b: dict) -> str:
+    """``model/rule`` for mIoU, oIoU and Pr@0.5."""
+    return "".join(f" {m[k] or 0:6.3f}/{b[k] or 0:6.3f}" for k in ("mIoU", "oIoU", "Pr@0.5"))
+
+
 def main() -> None:
     import geopandas as gpd
 
@@ -56,14 +61,13 @@ def main() -> None:
     print(f"{'group':<15} {'n':>5} {'mIoU':>13} {'oIoU':>13} {'Pr@0.5':>13}")
     for g in GROUPS:
         m, b = model[g], base[g]["best"]
-        cells = "".join(f" {m[k] or 0:6.3f}/{b[k] or 0:6.3f}" for k in ("mIoU", "oIoU", "Pr@0.5"))
-        print(f"{g:<15} {m['n']:>5}{cells}")
+        print(f"{g:<15} {m['n']:>5}{cells(m, b)}")
     print(f"\nneeds_language against each rule (model / rule; {base['needs_language']['best']['n']} expressions)")
     print(f"{'rule':<15} {'mIoU':>13} {'oIoU':>13} {'Pr@0.5':>13}")
     m = model["needs_language"]
     for rule, b in base["needs_language"].items():
         if rule != "best":
-            print(f"{rule:<15}" + "".join(f" {m[k] or 0:6.3f}/{b[k] or 0:6.3f}" for k in ("mIoU", "oIoU", "Pr@0.5")))
+            print(f"{rule:<15}{cells(m, b)}")
 
 
 if __name__ == "__main__":
