@@ -16,6 +16,8 @@
 Final logits [ours]: the sum of a conv segmentation head on P [parent: LAVT-style classifier] and
 the Fg-Bg logits, so ``L_ce(final) + 0.6 L_fgbg`` [paper] supervises both the joint prediction and
 the twin-stream branch on its own. Inference: a pixel is target iff fg > bg [paper].
+With ``decoder.fine_stride`` 2 or 1, a detail branch on the input image adds a correction to the
+final logits at that stride (``refine.py``) [ours]; the default 4 is the paper's head.
 
 Inputs of any size are accepted: they are zero-padded (right/bottom) to a multiple of the
 encoder's output stride and the logits are cropped back [ours].
@@ -37,6 +39,7 @@ from rrsis_geo.models.encoders import BertStages, build_vision
 from rrsis_geo.models.fgbg import FgBgPredictor
 from rrsis_geo.models.losses import BTDNetLoss
 from rrsis_geo.models.mci import MCI
+from rrsis_geo.models.refine import DetailRefiner
 
 
 @dataclass
@@ -86,6 +89,11 @@ class BTDNet(nn.Module):
         self.seg_head = nn.Sequential(nn.Conv2d(cfg.decoder.dim, cfg.decoder.dim, 3, padding=1, bias=False),
                                       nn.GroupNorm(32 if cfg.decoder.dim % 32 == 0 else 1, cfg.decoder.dim),
                                       nn.ReLU(inplace=True), nn.Conv2d(cfg.decoder.dim, 2, 1))
+        if cfg.decoder.fine_stride not in (1, 2, 4):
+            raise ConfigError(f"decoder.fine_stride={cfg.decoder.fine_stride}: use 4 (the decoder's 1/4), 2 or 1")
+        # finer logits than the decoder's 1/4 [ours]; None keeps the paper's head
+        self.refine = (DetailRefiner(cfg.vision.in_chans, cfg.decoder.dim, cfg.decoder.fine_stride, cfg.decoder.fine_dim)
+                       if cfg.decoder.fine_stride < 4 else None)
         # dual-modal object learning, training only [paper]
         self.dmols = JointReconstruction(l_dim, l_dim, cfg.mci.dim, cfg.dmols) if cfg.dmols.enabled else None
         self.criterion = BTDNetLoss(cfg.loss)
@@ -139,7 +147,11 @@ class BTDNet(nn.Module):
         fgbg = self.fgbg(p, l, mask, m_feat, m_mask)
         final = self.seg_head(p) + fgbg
         size = images.shape[-2:]
-        final = F.interpolate(final, size=size, mode="bilinear", align_corners=False)[:, :, :h, :w]
+        up = F.interpolate(final, size=size, mode="bilinear", align_corners=False)
+        if self.refine is not None:
+            fine = self.refine(images, p, final)
+            up = up + (fine if fine.shape[-2:] == size else F.interpolate(fine, size=size, mode="bilinear", align_corners=False))
+        final = up[:, :, :h, :w]
         fgbg = F.interpolate(fgbg, size=size, mode="bilinear", align_corners=False)[:, :, :h, :w]
         out = BTDNetOutput(logits=final, fgbg_logits=fgbg)
         if targets is not None:

@@ -86,9 +86,13 @@ class MCIConfig:
 
 @dataclass
 class DecoderConfig:
-    """Top-down (FPN) decoder to 1/4 resolution [parent]."""
+    """Top-down (FPN) decoder to 1/4 resolution [parent], optionally refined to a finer stride."""
 
     dim: int = 256  # [ours]
+    # stride of the final logits: 4 = the decoder's 1/4 [paper]; 2 or 1 add a detail refinement
+    # from the input image (rrsis_geo/models/refine.py) for targets a few cells wide at 1/4 [ours]
+    fine_stride: int = 4
+    fine_dim: int = 32  # width of the refinement branch [ours]
 
 
 @dataclass

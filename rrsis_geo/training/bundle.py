@@ -66,7 +66,7 @@ def build_bundle(name: str, overrides: dict | None = None, init: str | Path | No
         model, _meta = models.load_checkpoint(Path(init).expanduser())
         extra = {k: v for k, v in overrides.items() if k != "input_size"}
         if extra:
-            raise ConfigError(f"model.overrides ({', '.join(extra)}) cannot change a model loaded from model.init")
+            model = grow_model(model, extra, seed=seed, source=init)
         if input_size is not None:
             model.cfg.input_size = int(input_size)
         model.cfg.threshold = 0.5  # a calibrated threshold belongs to the weights it was chosen for
@@ -77,6 +77,34 @@ def build_bundle(name: str, overrides: dict | None = None, init: str | Path | No
             raise ConfigError(f"model.overrides: {exc}") from None
     model.train()
     return wrap_btdnet(model, name)
+
+
+def grow_model(model: nn.Module, overrides: dict, *, seed: int = 0, source="model.init") -> nn.Module:
+    """``model`` rebuilt with config ``overrides`` and its weights carried over: the way to add a
+    module to a trained model (``decoder.fine_stride: 2`` adds the detail refinement). Every tensor
+    of ``model`` must keep its name and shape in the new one; tensors only the new model has start
+    from their initialisation (seeded). Anything else is a :class:`ConfigError`."""
+    from rrsis_geo.errors import ConfigError
+    from rrsis_geo.models.config import apply_overrides
+    from rrsis_geo.models.registry import build_model
+
+    try:
+        cfg = apply_overrides(model.cfg, overrides)
+        grown = build_model(cfg, pretrained=False, seed=seed)
+    except (TypeError, ConfigError) as exc:
+        raise ConfigError(f"model.overrides on {source}: {exc}") from None
+    old, new = model.state_dict(), grown.state_dict()
+    lost = sorted(set(old) - set(new))
+    reshaped = sorted(k for k in set(old) & set(new) if old[k].shape != new[k].shape)
+    if lost or reshaped:
+        what = ", ".join((lost or reshaped)[:3]) + (" ..." if len(lost or reshaped) > 3 else "")
+        raise ConfigError(f"model.overrides ({', '.join(overrides)}) would {'drop' if lost else 'reshape'} "
+                          f"trained weights of {source} ({what}): only overrides that add modules or change "
+                          "no weights can apply to model.init")
+    grown.load_state_dict(old, strict=False)
+    grown.provenance = dict(getattr(model, "provenance", {}), grown_with=sorted(overrides),
+                            new_tensors=len(set(new) - set(old)))
+    return grown
 
 
 def wrap_btdnet(model: nn.Module, name: str) -> ModelBundle:

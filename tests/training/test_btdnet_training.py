@@ -247,3 +247,39 @@ def test_btdnet_tiny_resume_is_exact(tmp_path):
     assert a.keys() == b.keys()
     for k in a:
         assert torch.equal(a[k], b[k]), k
+
+
+def test_grow_adds_the_refinement_to_a_trained_checkpoint(tmp_path):
+    """``model.init`` + ``model.overrides`` that add modules: every trained tensor carries over, the
+    new branch starts at zero (same predictions as the checkpoint), the grown model round-trips;
+    overrides that would drop or reshape trained tensors are refused in one line."""
+    from rrsis_geo.errors import ConfigError
+    from rrsis_geo.models import TextProcessor, create_model, load_checkpoint, save_checkpoint
+    from rrsis_geo.training.bundle import build_bundle
+
+    src = create_model("btdnet-tiny", seed=3, pretrained=False).eval()
+    with torch.no_grad():  # open the BSC residuals, so the copy is tested on a model that uses them
+        for blk in src.bsc:
+            blk.alpha_v.fill_(0.3)
+    save_checkpoint(src, tmp_path / "src.safetensors", threshold=0.2)
+    grown = build_bundle("btdnet-tiny", {"decoder": {"fine_stride": 2}, "loss": {"dice_weight": 1.0}},
+                         tmp_path / "src.safetensors").model.eval()
+    assert grown.cfg.decoder.fine_stride == 2 and grown.cfg.loss.dice_weight == 1.0 and grown.cfg.threshold == 0.5
+    assert grown.provenance["grown_with"] == ["decoder", "loss"] and grown.provenance["new_tensors"] > 0
+    text = TextProcessor.from_config(src.cfg)(["the small pond east of the lake", "the field"])
+    x = torch.randn(2, 3, 64, 80, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.equal(grown(x, text).logits, src(x, text).logits)
+        for k, v in src.state_dict().items():
+            assert torch.equal(grown.state_dict()[k], v), k
+        torch.nn.init.normal_(grown.refine.out.weight, std=0.5)  # as after training
+        save_checkpoint(grown, tmp_path / "grown.safetensors")
+        back, _ = load_checkpoint(tmp_path / "grown.safetensors")
+        assert torch.equal(back(x, text).logits, grown(x, text).logits)
+        assert not torch.equal(back(x, text).logits, src(x, text).logits)
+    with pytest.raises(ConfigError, match="reshape trained weights"):
+        build_bundle("btdnet-tiny", {"decoder": {"dim": 64}}, tmp_path / "src.safetensors")
+    with pytest.raises(ConfigError, match="drop trained weights"):
+        build_bundle("btdnet-tiny", {"decoder": {"fine_stride": 4}}, tmp_path / "grown.safetensors")
+    with pytest.raises(ConfigError, match="unknown config key"):
+        build_bundle("btdnet-tiny", {"decoder": {"stride": 2}}, tmp_path / "src.safetensors")
