@@ -48,6 +48,9 @@ DEFAULTS: dict[str, Any] = {
         "verify": False,  # decode every sample before training and drop unreadable ones
         "limit_train": 0,  # use only the first N training samples (0: all)
         "limit_val": 0,
+        # 0: each epoch is one pass over the training samples; p > 0: n draws with replacement, a
+        # sample weighted count(its category) ** -p (0.5 square-root balancing, 1 equal categories)
+        "category_balance": 0.0,
         "custom": {
             "expression_column": "expression",
             "category_column": None,  # per-category metrics in val.csv / checkpoints
@@ -234,12 +237,21 @@ def dump_config(cfg: dict, path) -> None:
     Path(path).write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
 
 
+# Keys added after runs were already being saved, with the value that does what runs did before
+# the key existed: at that value they are left out of the fingerprint, so those runs still resume.
+ADDED_LATER = {"data.category_balance": 0.0}
+
+
+def _resume_keys(cfg: dict) -> dict:
+    return {k: v for k, v in flatten(cfg).items()
+            if not k.startswith(RESUME_MAY_CHANGE) and not (k in ADDED_LATER and v == ADDED_LATER[k])}
+
+
 def fingerprint(cfg: dict) -> str:
     """Hash of what a resumed run must share with the original."""
-    flat = {k: v for k, v in flatten(cfg).items() if not k.startswith(RESUME_MAY_CHANGE)}
-    return hashlib.sha256(json.dumps(flat, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return hashlib.sha256(json.dumps(_resume_keys(cfg), sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def diff_keys(a: dict, b: dict) -> list[str]:
-    fa, fb = flatten(a), flatten(b)
-    return sorted(k for k in set(fa) | set(fb) if fa.get(k) != fb.get(k) and not k.startswith(RESUME_MAY_CHANGE))
+    fa, fb = _resume_keys(a), _resume_keys(b)
+    return sorted(k for k in set(fa) | set(fb) if fa.get(k) != fb.get(k))

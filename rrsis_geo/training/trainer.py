@@ -41,7 +41,7 @@ from rrsis_geo.training.config import diff_keys, dump_config, fingerprint
 from rrsis_geo.training.evaluate import autocast_context, run_evaluation
 from rrsis_geo.training.logs import ScalarLog, plot_curves
 from rrsis_geo.training.metrics import RefSegMetrics
-from rrsis_geo.training.sampler import GlobalBatchSampler
+from rrsis_geo.training.sampler import GlobalBatchSampler, category_weights
 from rrsis_geo.training.state import atomic_write, capture_rng, load_state, model_state_from, optimizer_from_flat, restore_rng, save_state
 
 log = logging.getLogger(__name__)
@@ -172,6 +172,7 @@ class Trainer:
 
         groups = bundle.param_groups(self.module, encoder_lr=o["encoder_lr"], head_lr=o["head_lr"], weight_decay=o["weight_decay"])
         self.optimizer = torch.optim.AdamW(groups, betas=tuple(o["betas"]))
+        self.sample_weights = self._category_weights(float(cfg["data"].get("category_balance", 0.0)))
         probe = GlobalBatchSampler(len(train_ds), o["batch_size"], accumulation=o["accumulation"], world=self.dist.world)
         self.steps_per_epoch = probe.steps_per_epoch
         self.total_steps = self.steps_per_epoch * o["epochs"]
@@ -260,11 +261,22 @@ class Trainer:
             meta["gsd_m"] = float(self.data_info["gsd_m"])
         atomic_write(self.out_dir / name, lambda tmp: self.bundle.save(self.module, tmp, **meta))
 
+    def _category_weights(self, power: float):
+        """Per-sample draw weights for ``data.category_balance`` (None when it is 0)."""
+        if power == 0:
+            return None
+        cats = [r.category for r in getattr(self.train_ds, "records", [])]
+        if len(set(cats)) < 2 or len(cats) != len(self.train_ds):
+            raise ConfigError("data.category_balance needs a training set with two or more categories "
+                              "(custom data: set data.custom.category_column)")
+        return category_weights(cats, power)
+
     # -- one epoch ----------------------------------------------------------------------------
     def _loader(self, epoch: int, start_step: int) -> DataLoader:
         o, d = self.cfg["optim"], self.cfg["data"]
         sampler = GlobalBatchSampler(len(self.train_ds), o["batch_size"], accumulation=o["accumulation"], rank=self.dist.rank,
-                                     world=self.dist.world, seed=self.cfg["run"]["seed"], epoch=epoch, start_step=start_step)
+                                     world=self.dist.world, seed=self.cfg["run"]["seed"], epoch=epoch, start_step=start_step,
+                                     weights=self.sample_weights)
         if hasattr(self.train_ds, "transforms") and hasattr(self.train_ds.transforms, "set_epoch"):
             self.train_ds.transforms.set_epoch(epoch)
         g = torch.Generator().manual_seed(int(self.cfg["run"]["seed"]) * 7919 + epoch)  # keeps the global RNG untouched

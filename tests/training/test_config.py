@@ -53,3 +53,16 @@ def test_shipped_configs_load():
 
     for p in sorted(Path(__file__).resolve().parents[2].joinpath("configs").glob("*.yaml")):
         load_config(p, ["data.root=/x"])
+
+
+def test_keys_added_later_keep_older_runs_resumable():
+    """A state saved before ``data.category_balance`` existed still resumes at its neutral value;
+    any other value is a different run."""
+    import copy
+
+    cfg = load_config(None, ["data.root=/x"])
+    old = copy.deepcopy(cfg)
+    del old["data"]["category_balance"]
+    assert fingerprint(old) == fingerprint(cfg) and diff_keys(old, cfg) == []
+    on = load_config(None, ["data.root=/x", "data.category_balance=0.5"])
+    assert fingerprint(on) != fingerprint(cfg) and diff_keys(old, on) == ["data.category_balance"]

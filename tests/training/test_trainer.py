@@ -12,7 +12,7 @@ from safetensors import safe_open
 from rrsis_geo.errors import Cancelled, CheckpointError, OutputError
 from rrsis_geo.training.logs import read_csv
 from rrsis_geo.training.run import run_training
-from rrsis_geo.training.sampler import GlobalBatchSampler
+from rrsis_geo.training.sampler import GlobalBatchSampler, category_weights
 from rrsis_geo.training.state import load_state, model_state_from
 from rrsis_geo.training.trainer import poly_lambda
 from tests.training.tiny_model import tiny_bundle
@@ -41,6 +41,39 @@ def test_sampler_shares_global_batches():
     assert [acc[0] + acc[1], acc[2] + acc[3]] == one
     assert list(GlobalBatchSampler(10, 4, seed=1, epoch=2, start_step=1)) == one[1:]
     assert list(GlobalBatchSampler(10, 4, seed=1, epoch=3)) != one
+
+
+def test_category_balance_draws_rare_categories_as_often_as_asked():
+    from rrsis_geo.errors import ConfigError
+
+    cats = ["lake"] * 90 + ["bare"] * 10
+    assert torch.equal(category_weights(cats, 0.0), torch.ones(100, dtype=torch.float64))
+    w = category_weights(cats, 1.0)
+    assert w[0] == pytest.approx(1 / 90) and w[-1] == pytest.approx(1 / 10)
+    with pytest.raises(ConfigError, match="category_balance"):
+        category_weights(cats, -1.0)
+
+    def bare_share(power, epochs=20):
+        drawn = [i for e in range(epochs) for b in GlobalBatchSampler(100, 10, seed=3, epoch=e, weights=category_weights(cats, power)) for i in b]
+        assert len(drawn) == 100 * epochs  # an epoch keeps its length
+        return sum(i >= 90 for i in drawn) / len(drawn)
+
+    assert 0.4 < bare_share(1.0) < 0.6  # equal categories
+    assert 0.2 < bare_share(0.5) < 0.32  # square root: 10/sqrt(10) of 90/sqrt(90)+10/sqrt(10) = 0.25
+    # still a function of (seed, epoch) only, so a run resumes mid-epoch on the same draws
+    w = category_weights(cats, 0.5)
+    one = list(GlobalBatchSampler(100, 10, seed=1, epoch=2, weights=w))
+    assert one == list(GlobalBatchSampler(100, 10, seed=1, epoch=2, weights=w))
+    assert list(GlobalBatchSampler(100, 10, seed=1, epoch=2, start_step=4, weights=w)) == one[4:]
+    assert one != list(GlobalBatchSampler(100, 10, seed=1, epoch=3, weights=w))
+    assert len({i for b in one for i in b}) < 100  # with replacement
+
+
+def test_category_balance_needs_categories(make_cfg):
+    from rrsis_geo.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="category_column"):  # the shapes data has one category
+        run_training(make_cfg("data.category_balance=0.5"), bundle=tiny_bundle())
 
 
 def test_tiny_model_overfits(make_cfg):
