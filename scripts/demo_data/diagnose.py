@@ -1,0 +1,98 @@
+"""Where a demo model's misses come from: object choice or outline, by target size and category.
+
+    python scripts/demo_data/diagnose.py rrsis_geo/weights/btdnet-lite-demo.safetensors [--split test]
+
+Scores the model at the chips' own resolution, at the checkpoint's threshold, on the expressions
+that need the language, beside two no-language rules (``baseline.py``): the cleaned NDWI/NDVI class
+mask and the labelled category mask. "Ranks first" is the share of the expressions whose chip holds
+two or more labelled objects of the target's category where the target has the highest mean
+foreground probability of them: the model chose the right object, whatever its outline. The chips' masks
+come from rebuilding the dataset (``build.py``) into a temporary folder, which must reproduce the
+bundled ``data/demo`` (checked row by row).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from scripts.demo_data import baseline, build  # noqa: E402
+
+BINS = ((0, 200), (200, 500), (500, 1500), (1500, 5000), (5000, None))
+
+
+def expression_masks() -> list[dict]:
+    """Per row of demo.gpkg: target mask, the category's labelled objects, the cleaned class mask."""
+    with tempfile.TemporaryDirectory() as tmp:
+        res = build.build(Path(tmp), None, log=lambda *a: None)
+    rows = []
+    for rec in res["records"]:
+        for e in rec["exprs"]:
+            t = rec["targets"][e.target]
+            objs = [o.mask for o in rec["targets"] if o.category == t.category]
+            rows.append(dict(split=rec["chip"].split, category=t.category, needs_language=e.needs_language, target=t.mask,
+                             objects=objs, clean=rec["masks"][baseline.FAMILY[t.category]], union=np.any(objs, 0)))
+    return rows
+
+
+def iou(pred: np.ndarray, gt: np.ndarray) -> float:
+    i, u = baseline.iou_parts(pred, gt)
+    return i / u if u else 0.0
+
+
+def main() -> None:
+    import torch
+
+    from rrsis_geo.training.evaluate import _scored, open_split
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("model", type=Path)
+    ap.add_argument("--split", default="test")
+    args = ap.parse_args()
+    rows = expression_masks()
+    model, _, ds, text, dev = open_split(args.model, "custom", ROOT / "data" / "demo", args.split, native=True, device="cpu",
+                                         limit=0, on_error="raise",
+                                         data_options=dict(split_column="split", raster_column="chip", category_column="category"))
+    thr = float(model.cfg.threshold)
+    out = []
+    with torch.no_grad():
+        for _, _, scored in _scored(model, text, ds, device=dev, batch_size=8, native=True, amp="off"):
+            for logits, gt, _, sid in scored:
+                r = rows[int(sid.removeprefix("row"))]
+                gt = gt.numpy().astype(bool)
+                if not np.array_equal(gt, r["target"]):
+                    sys.exit(f"{sid}: the rebuilt dataset differs from data/demo (rebuild data/demo with build.py)")
+                if not r["needs_language"]:
+                    continue
+                p = logits.softmax(1)[0, 1].numpy()
+                first = int(np.argmax([p[o].mean() for o in r["objects"]]))
+                chose = bool(np.array_equal(r["objects"][first], gt)) if len(r["objects"]) > 1 else None
+                out.append(dict(area=int(gt.sum()), category=r["category"], first=chose,
+                                model=iou(p > thr, gt), clean=iou(r["clean"], gt), union=iou(r["union"], gt)))
+    print(f"{args.model} on {args.split}: {len(out)} expressions that need the language, threshold {thr:g}")
+    print(f"{'group':<22}{'n':>5}{'ranks first':>15}{'model':>8}{'band rule':>11}{'label mask':>12}   (mIoU)")
+
+    def line(name, sel):
+        if sel:
+            m = {k: np.mean([o[k] for o in sel]) for k in ("model", "clean", "union")}
+            ranked = [o["first"] for o in sel if o["first"] is not None]
+            first = f"{np.mean(ranked):.0%} of {len(ranked)}" if ranked else "-"
+            print(f"{name:<22}{len(sel):>5}{first:>15}{m['model']:>8.3f}{m['clean']:>11.3f}{m['union']:>12.3f}")
+
+    for lo, hi in BINS:
+        line(f"target {lo}-{hi or ''} px", [o for o in out if o["area"] >= lo and (hi is None or o["area"] < hi)])
+    for cat in sorted({o["category"] for o in out}):
+        line(cat, [o for o in out if o["category"] == cat])
+    line("all", out)
+
+
+if __name__ == "__main__":
+    main()
