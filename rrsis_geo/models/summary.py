@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-COMPONENTS = ("vision", "text", "bsc", "mci", "decoder", "fgbg", "seg_head", "dmols")
+COMPONENTS = ("vision", "text", "bsc", "mci", "decoder", "refine", "fgbg", "seg_head", "dmols")
 
 
 def count_parameters(model) -> dict[str, int]:
@@ -56,6 +56,7 @@ def summarize(model, meta: dict | None = None) -> dict:
         "vision": cfg.vision.kind,
         "text_layers": f"{cfg.text.num_layers} (stages {'-'.join(map(str, cfg.text.stage_layers))})",
         "mci_iters": cfg.mci.iters,
+        "logit_stride": cfg.decoder.fine_stride,  # 4: the paper's 1/4 head; 2 or 1: the detail refinement
         "parameters": count_parameters(model),
     }
     try:

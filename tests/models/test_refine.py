@@ -53,3 +53,14 @@ def test_refinement_resolves_detail_finer_than_a_decoder_cell(text_proc):
         model(image, text, targets=target).loss.backward()
         opt.step()
     assert before < 0.6 and iou() > 0.9
+
+
+def test_model_info_shows_the_refinement():
+    from rrsis_geo.models.summary import count_parameters, summarize
+
+    plain, fine = create_model("btdnet-tiny", pretrained=False), create_model("btdnet-tiny", pretrained=False, decoder__fine_stride=2)
+    info = summarize(fine)
+    counts = count_parameters(fine)
+    assert info["logit_stride"] == 2 and summarize(plain)["logit_stride"] == 4
+    assert counts["refine"] > 0 and count_parameters(plain)["refine"] == 0
+    assert sum(v for k, v in counts.items() if k != "total") == counts["total"]  # every parameter in one component
