@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+
 def refuse_existing(path, force: bool) -> None:
     """The one-line error for an output file that exists without --force."""
     from pathlib import Path

@@ -14,6 +14,8 @@ generator: rare categories come round more often, and the order is still a funct
 
 from __future__ import annotations
 
+from collections import Counter
+
 import torch
 from torch.utils.data import Sampler
 
@@ -33,9 +35,7 @@ def category_weights(categories: list[str], power: float) -> torch.Tensor:
     square-root balancing, 1 draws every category equally often."""
     if power < 0:
         raise ConfigError(f"data.category_balance={power}: use a value >= 0 (0 = off, 1 = every category equally often)")
-    counts: dict[str, int] = {}
-    for c in categories:
-        counts[c] = counts.get(c, 0) + 1
+    counts = Counter(categories)
     return torch.tensor([counts[c] ** -float(power) for c in categories], dtype=torch.float64)
 
 

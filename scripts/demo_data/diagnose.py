@@ -37,9 +37,10 @@ def expression_masks() -> list[dict]:
     for rec in res["records"]:
         for e in rec["exprs"]:
             t = rec["targets"][e.target]
-            objs = [o.mask for o in rec["targets"] if o.category == t.category]
+            rule = {r: baseline.predict(r, t.category, rec["masks"], rec["targets"]) for r in ("class_clean", "category_union")}
             rows.append(dict(split=rec["chip"].split, category=t.category, needs_language=e.needs_language, target=t.mask,
-                             objects=objs, clean=rec["masks"][baseline.FAMILY[t.category]], union=np.any(objs, 0)))
+                             objects=[o.mask for o in rec["targets"] if o.category == t.category],
+                             clean=rule["class_clean"], union=rule["category_union"]))
     return rows
 
 
