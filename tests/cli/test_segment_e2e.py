@@ -63,7 +63,10 @@ def test_sigint_mid_run_leaves_nothing_and_rerun_resumes(tmp_path, small_checkpo
     out = tmp_path / "o.gpkg"
     args = rrsis_cmd("segment", SAMPLE_SCENE, "the lake", "-o", str(out), "--model", small_checkpoint,
                      "--batch-size", "1", "--progress", "json")
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    # SIGINT at its default in the child, whatever this suite inherited: a shell without job control
+    # starts background jobs with SIGINT ignored, and Python then never raises KeyboardInterrupt
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     for line in proc.stdout:
         event = json.loads(line)
         if event["event"] == "progress" and event["stage"] == "predict" and event["done"] >= 20:
