@@ -77,9 +77,9 @@ class BTDNet(nn.Module):
         # encoders [paper]
         self.vision = build_vision(cfg.vision, cfg.input_size)
         # band ratios as extra evidence for the stem and the refinement [ours]; None: the paper's input
-        self.indices = (NormalizedDifferences(cfg.spectral_indices, cfg.mean, cfg.std)
-                        if cfg.spectral_indices else None)
-        self.index_stem = IndexStem(self.indices.count, self.vision.stem_channels) if self.indices is not None else None
+        n_idx = len(cfg.spectral_indices)
+        self.indices = NormalizedDifferences(cfg.spectral_indices, cfg.mean, cfg.std) if n_idx else None
+        self.index_stem = IndexStem(n_idx, self.vision.stem_channels) if n_idx else None
         self.text = BertStages(cfg.text)
         if self.vision.num_stages != self.text.num_stages:
             raise ConfigError(f"{self.vision.num_stages} vision stages but {self.text.num_stages} text stages")
@@ -97,7 +97,6 @@ class BTDNet(nn.Module):
         if cfg.decoder.fine_stride not in (1, 2, 4):
             raise ConfigError(f"decoder.fine_stride={cfg.decoder.fine_stride}: use 4 (the decoder's 1/4), 2 or 1")
         # finer logits than the decoder's 1/4 [ours]; None keeps the paper's head
-        n_idx = self.indices.count if self.indices is not None else 0
         self.refine = (DetailRefiner(cfg.vision.in_chans + n_idx, cfg.decoder.dim, cfg.decoder.fine_stride, cfg.decoder.fine_dim)
                        if cfg.decoder.fine_stride < 4 else None)
         # dual-modal object learning, training only [paper]

@@ -55,10 +55,6 @@ class NormalizedDifferences(nn.Module):
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
         self.eps = eps
 
-    @property
-    def count(self) -> int:
-        return int(self.a.numel())
-
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         raw = images.float() * self.std + self.mean
         xa, xb = raw.index_select(1, self.a), raw.index_select(1, self.b)
