@@ -11,7 +11,8 @@ A scenario is a dict:
   name, params (for rrsis:segment), setting (the provider's executable setting, or null),
   env (variables set for this scenario only; a value null removes one),
   cancel_at_percent (cancel once progress reaches it), load (use runAndLoadResults),
-  layer (build INPUT as {"uri", "provider", "name"} instead of passing a path).
+  layer (build INPUT as {"uri", "provider", "name"} instead of passing a path),
+  prefer_filename (QGIS's "Prefer output filename for layer names" for this run; default: QGIS's).
 """
 
 import json
@@ -118,6 +119,11 @@ def run_scenario(scenario):
         # Bypass the settings dialog's validator: a stale path must reach the algorithm.
         ProcessingConfig.settings["RRSIS_EXECUTABLE"].value = scenario["setting"]
 
+    prefer = ProcessingConfig.PREFER_FILENAME_AS_LAYER_NAME
+    saved_prefer = ProcessingConfig.getSetting(prefer)
+    if scenario.get("prefer_filename") is not None:
+        ProcessingConfig.setSettingValue(prefer, scenario["prefer_filename"])
+
     params = dict(scenario["params"])
     if scenario.get("layer"):
         spec = scenario["layer"]
@@ -156,6 +162,7 @@ def run_scenario(scenario):
         )
         record["progress"] = feedback.progress_values
         record["log"] = feedback.log
+        ProcessingConfig.setSettingValue(prefer, saved_prefer)
         for key, value in saved_env.items():
             if value is None:
                 os.environ.pop(key, None)

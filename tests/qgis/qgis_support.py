@@ -72,6 +72,8 @@ class Profile:
             QT_QPA_PLATFORM="offscreen",
             QGIS_CUSTOM_CONFIG_PATH=str(self.root),
             XDG_RUNTIME_DIR=str(self.root / "runtime"),
+            # QGIS and Qt leave QGIS3-*/qt_temp-* folders in the temp dir: keep them in the test's.
+            TMPDIR=str(self.root / "tmp"),
             # No .aux.xml statistics files written beside the repository's sample scenes.
             GDAL_PAM_ENABLED="NO",
         )
@@ -85,6 +87,7 @@ def make_profile(base: Path, zip_path: Path) -> Profile:
     plugins = root / "profiles" / "default" / "python" / "plugins"
     plugins.mkdir(parents=True)
     (root / "runtime").mkdir(mode=0o700)
+    (root / "tmp").mkdir()
     with zipfile.ZipFile(zip_path) as zf:
         zf.extractall(plugins)
     return Profile(root, plugins, zip_path)

@@ -140,8 +140,14 @@ def test_processing_run_features_carry_provenance(real_runs):
 
 
 def test_results_are_loaded_and_styled(real_runs):
+    """Both results are loaded and styled. The probability raster is a temporary output, so it
+    keeps the algorithm's descriptive name; the polygons go to a named file outside the temp dir,
+    so QGIS's default "Prefer output filename for layer names" names the layer after the file.
+    (The profile's TMPDIR is its own folder: under /tmp, QGIS would treat every pytest output as
+    a temporary layer and this test would not see the difference.)"""
     loaded = {layer["name"]: layer for layer in real_runs["runs"]["loaded"]["loaded"]}
-    assert loaded["rrsis: the largest lake"]["outline"] == "#ffd400"
+    assert set(loaded) == {"lakes", "rrsis probability: the largest lake"}, list(loaded)
+    assert loaded["lakes"]["outline"] == "#ffd400"
     assert loaded["rrsis probability: the largest lake"]["renderer"] == "singlebandpseudocolor"
 
 

@@ -71,6 +71,9 @@ def fake_runs(qgis_available, plugin_zip, tmp_path_factory):
             "name": "ok_loaded",
             "setting": str(fake),
             "load": True,
+            # With QGIS's default, a named file outside the temp dir would name the layer after
+            # the file (tests/qgis/test_qgis_e2e.py checks that); here the algorithm's name shows.
+            "prefer_filename": False,
             "env": {**common_env, "FAKE_RRSIS_MODE": "noise",
                     "FAKE_RRSIS_ARGV": str(base / "argv_ok.json")},
             "params": {
