@@ -51,7 +51,8 @@ def write_chip(path: Path, data: np.ndarray, transform, crs):
         dst.descriptions = ("red", "green", "blue", "nir")
 
 
-def build(out: Path, previews: Path | None, scenes=None, seed: int = 0, log=print, windows_per_chip: int = 0) -> dict:
+def build(out: Path, previews: Path | None, scenes=None, seed: int = 0, log=print, windows_per_chip: int = 0,
+          category_sets: bool = False) -> dict:
     import geopandas as gpd
     import pandas as pd
 
@@ -99,6 +100,16 @@ def build(out: Path, previews: Path | None, scenes=None, seed: int = 0, log=prin
                 rows.append(dict(expression=e.text, category=tg.category, split=chip.split, chip=chip.name, rule=tg.rule,
                                  kind=e.kind, needs_language=e.needs_language, target=f"{chip.name[:-4]}#{e.target}",
                                  scene=name, area_px=tg.area, fact=e.fact, geometry=polys[e.target]))
+            if category_sets and chip.split == "train":  # "all the lakes": every object of the category (train only)
+                objects = list(targets) + list(distractors)
+                for text, idx in expressions.category_sets(targets, distractors, per_fact=PER_FACT,
+                                                           seed=zlib.crc32(f"{seed}:{chip.name}:sets".encode())):
+                    cat = objects[idx[0]].category
+                    union = np.logical_or.reduce([objects[i].mask for i in idx])
+                    rows.append(dict(expression=text, category=cat, split=chip.split, chip=chip.name, rule="union",
+                                     kind="set", needs_language=False, target=f"{chip.name[:-4]}#all-{cat}", scene=name,
+                                     area_px=int(union.sum()), fact=f"all={len(idx)}",
+                                     geometry=labels.component_polygons(union, t)))
             chip_records.append(dict(chip=chip, scene=scene, targets=targets, distractors=distractors, exprs=exprs, masks=cm,
                                      image=image, transform=t))
         log(f"scene {name}: {len(chips)} grid chips, {n_kept} kept")
@@ -198,8 +209,12 @@ def main(argv=None):
                     help="replace the train chips by K random windows per train chip, each in one of the 8 "
                          "orientations, expressions made in its own frame (the demo model's training set; "
                          "val and test stay the grid chips of data/demo)")
+    ap.add_argument("--category-sets", action="store_true",
+                    help="also add, to train chips only, \"all the lakes\"-style expressions whose answer is every "
+                         "target of the category (kind 'set'; never in val or test)")
     args = ap.parse_args(argv)
-    res = build(args.out, args.previews, args.scenes, args.seed, windows_per_chip=args.train_windows)
+    res = build(args.out, args.previews, args.scenes, args.seed, windows_per_chip=args.train_windows,
+                category_sets=args.category_sets)
     print(json.dumps(res["stats"], indent=1))
     print(baseline.format_table(res["baseline"]))
 

@@ -63,6 +63,7 @@ SIZE_SECOND = ["the second largest {n}", "the second biggest {n}"]
 CATEGORY_ONLY = ["the {n}", "the {n} in the image", "the only {n}"]
 POSITION = ["the {n} {cell}", "the {n} located {cell}", "the {n} {cell} of the image"]
 RELATION_DIR = ["the {adj}{n} {d} of {a}", "the {adj}{n} to the {d} of {a}", "the {adj}{n} lying {d} of {a}"]
+CATEGORY_SET = ["all the {ns}", "every {n} in the image", "all {ns}"]  # training builds only: see category_sets
 RELATION_NEAR = ["the {n} closest to {a}", "the {n} nearest to {a}", "the {n} next to {a}"]
 
 POND_MAX_M2 = 20_000.0  # a lake smaller than 2 ha may be called a pond
@@ -238,3 +239,28 @@ def generate(targets, width: int, height: int, gsd: float | None = None, seed: i
             done.add((e.target, e.text))
             unique.append(e)
     return unique
+
+
+def category_sets(targets, distractors=(), seed: int = 0, per_fact: int = 2) -> list[tuple[str, list[int]]]:
+    """"All the lakes": (wording, indices into ``targets + distractors``) for every category with
+    two or more objects in the chip.
+
+    Its answer is every object of the category, distractors included (a merged blob of fields is
+    still field): the category mask that the held-out no-language baseline predicts. Training
+    builds add these so the model is told, for all objects of a category at once, what belongs to
+    it; held-out builds never do.
+    """
+    rng = random.Random(seed)
+    objects = list(targets) + list(distractors)
+    by_cat: dict[str, list[int]] = {}
+    for i, t in enumerate(objects):
+        by_cat.setdefault(t.category, []).append(i)
+    out = []
+    for cat in sorted(by_cat):
+        if len(by_cat[cat]) < 2:
+            continue
+        nouns = NOUNS["sea part"] if cat == "sea" else NOUNS[cat]
+        for j, k in enumerate(rng.sample(range(len(CATEGORY_SET)), min(per_fact, len(CATEGORY_SET)))):
+            n = nouns[j % len(nouns)]
+            out.append((CATEGORY_SET[k].format(n=n, ns=plural(n)), by_cat[cat]))
+    return out

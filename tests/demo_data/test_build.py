@@ -33,17 +33,19 @@ def synthetic_scene():
 _BUILDS = {}
 
 
-def _build(tmp_path_factory, windows_per_chip):
-    if windows_per_chip not in _BUILDS:
+def _build(tmp_path_factory, windows_per_chip, category_sets=False):
+    key = (windows_per_chip, category_sets)
+    if key not in _BUILDS:
         out = tmp_path_factory.mktemp("demo")
         mp = pytest.MonkeyPatch()
         mp.setattr(build_mod, "SCENES", {"syn": synthetic_scene})
         try:
-            res = build_mod.build(out, out / "previews", log=lambda *a: None, windows_per_chip=windows_per_chip)
+            res = build_mod.build(out, out / "previews", log=lambda *a: None, windows_per_chip=windows_per_chip,
+                                  category_sets=category_sets)
         finally:
             mp.undo()
-        _BUILDS[windows_per_chip] = (out, res)
-    return _BUILDS[windows_per_chip]
+        _BUILDS[key] = (out, res)
+    return _BUILDS[key]
 
 
 @pytest.fixture(scope="module", params=[0, 3], ids=["grid", "train-windows"])
@@ -163,3 +165,55 @@ def test_training_windows_replace_train_chips_only(tmp_path_factory):
                 cx, cy = t.mask.nonzero()[1].mean(), t.mask.nonzero()[0].mean()
                 name = build_mod.expressions.CELL_NAMES[build_mod.expressions.cell_of(cx / 256, cy / 256)]
                 assert e.fact == f"cell={name}", (rec["chip"].name, e.text)
+
+
+def test_category_sets_answer_every_object_of_the_category_in_train_chips_only(tmp_path_factory):
+    """--category-sets: "all the lakes" rows in train windows only, each answered by the union of
+    every object of that category in the chip (here the lake and the pond); the rows a plain
+    training build has are unchanged, and so are the held-out rows."""
+    import geopandas as gpd
+    import rasterio
+    from rasterio.features import rasterize
+
+    plain = gpd.read_file(_build(tmp_path_factory, 3)[1]["vector"])
+    out, res = _build(tmp_path_factory, 3, category_sets=True)
+    gdf = gpd.read_file(res["vector"])
+    sets = gdf[gdf["kind"] == "set"]
+    assert len(sets) and set(sets["split"]) == {"train"}
+    assert not sets["needs_language"].any()
+    cols = ["expression", "chip", "target", "fact", "split"]
+    rest = lambda g: g[g["kind"] != "set"][cols].sort_values(cols).reset_index(drop=True)  # noqa: E731
+    assert rest(gdf).equals(rest(plain))
+    records = {r["chip"].name: r for r in res["records"]}
+    lakes_in = {name for name, r in records.items()
+                if r["chip"].split == "train" and sum(t.category == "lake" for t in r["targets"] + r["distractors"]) >= 2}
+    assert lakes_in and lakes_in <= set(sets.loc[sets["category"] == "lake", "chip"])
+    for _, row in sets.iterrows():
+        rec = records[row["chip"]]
+        want = np.zeros((256, 256), bool)
+        for t in rec["targets"] + rec["distractors"]:
+            if t.category == row["category"]:
+                want |= t.mask
+        assert want.sum() > max(t.area for t in rec["targets"] if t.category == row["category"])  # more than one
+        with rasterio.open(out / row["chip"]) as src:
+            geom = gpd.GeoSeries([row.geometry], crs=gdf.crs).to_crs(src.crs)[0]
+            got = rasterize([(geom, 1)], out_shape=(256, 256), transform=src.transform, dtype="uint8").astype(bool)
+        assert (got == want).all(), row["expression"]
+        nouns = build_mod.expressions.NOUNS[row["category"]]
+        assert any(n in row["expression"] or build_mod.expressions.plural(n) in row["expression"] for n in nouns), row
+
+
+def test_category_sets_wordings():
+    from scripts.demo_data.expressions import category_sets
+    from tests.demo_data.test_expressions import blob
+
+    lakes = [blob(0, 0, 10, 10), blob(100, 100, 120, 120)]
+    field = [blob(200, 200, 230, 230, "field")]
+    got = category_sets(lakes + field, [], seed=1, per_fact=3)
+    assert [idx for _, idx in got] == [[0, 1]] * 3  # the lone field gets none
+    assert len({text for text, _ in got}) == 3
+    # a distractor of a category counts: it makes a second object and belongs to the answer
+    got = category_sets(lakes, field + [blob(240, 0, 250, 20, "field")], seed=1, per_fact=1)
+    assert sorted(idx for _, idx in got) == [[0, 1], [2, 3]]
+    assert {text for text, _ in got} <= {"all the lakes", "every lake in the image", "all lakes",
+                                         "all the green fields", "every green field in the image", "all green fields"}
