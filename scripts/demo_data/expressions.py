@@ -259,8 +259,7 @@ def category_sets(targets, distractors=(), seed: int = 0, per_fact: int = 2) -> 
     for cat in sorted(by_cat):
         if len(by_cat[cat]) < 2:
             continue
-        nouns = NOUNS["sea part"] if cat == "sea" else NOUNS[cat]
         for j, k in enumerate(rng.sample(range(len(CATEGORY_SET)), min(per_fact, len(CATEGORY_SET)))):
-            n = nouns[j % len(nouns)]
+            n = _noun(cat, None, rng, j, several=True)  # no area: a set of lakes is never "ponds"
             out.append((CATEGORY_SET[k].format(n=n, ns=plural(n)), by_cat[cat]))
     return out
