@@ -1,6 +1,7 @@
 """Where a demo model's misses come from: object choice or outline, by target size and category.
 
     python scripts/demo_data/diagnose.py rrsis_geo/weights/btdnet-lite-demo.safetensors [--split test]
+    python scripts/demo_data/diagnose.py NEW.safetensors --against OLD.safetensors [--split test]
 
 Scores the model at the chips' own resolution, at the checkpoint's threshold, on the expressions
 that need the language, beside two no-language rules (``baseline.py``): the cleaned NDWI/NDVI class
@@ -14,7 +15,9 @@ Each expression set has several wordings of few targets (three wordings each, an
 by size, position and relations alike), so the last lines give the model's mIoU lead over each rule
 with a 95 % interval from a bootstrap over *targets*: all expressions of a target are resampled
 together. Resampling expressions instead would pretend the wordings of one pond were independent
-evidence and give a far narrower interval.
+evidence and give a far narrower interval. ``--against OTHER`` scores a second checkpoint (at its
+own stored threshold) on the same expressions and adds the paired interval of the first model's lead
+over it: the way to tell whether a new training recipe beats the shipped one or only drew other targets.
 """
 
 from __future__ import annotations
@@ -73,21 +76,18 @@ def iou(pred: np.ndarray, gt: np.ndarray) -> float:
     return i / u if u else 0.0
 
 
-def main() -> None:
+def score_model(path: Path, split: str, rows: list[dict]) -> tuple[float, dict[str, dict]]:
+    """The checkpoint's threshold and, per expression that needs the language (keyed by sample id), its
+    IoU, whether it ranks the target first among the category's objects, and the two rules' IoU."""
     import torch
 
     from rrsis_geo.training.evaluate import _scored, open_split
 
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("model", type=Path)
-    ap.add_argument("--split", default="test")
-    args = ap.parse_args()
-    rows = expression_masks()
-    model, _, ds, text, dev = open_split(args.model, "custom", ROOT / "data" / "demo", args.split, native=True, device="cpu",
+    model, _, ds, text, dev = open_split(path, "custom", ROOT / "data" / "demo", split, native=True, device="cpu",
                                          limit=0, on_error="raise",
                                          data_options=dict(split_column="split", raster_column="chip", category_column="category"))
     thr = float(model.cfg.threshold)
-    out = []
+    out = {}
     with torch.no_grad():
         for _, _, scored in _scored(model, text, ds, device=dev, batch_size=8, native=True, amp="off"):
             for logits, gt, _, sid in scored:
@@ -100,17 +100,36 @@ def main() -> None:
                 p = logits.softmax(1)[0, 1].numpy()
                 first = int(np.argmax([p[o].mean() for o in r["objects"]]))
                 chose = bool(np.array_equal(r["objects"][first], gt)) if len(r["objects"]) > 1 else None
-                out.append(dict(area=int(gt.sum()), category=r["category"], first=chose, target=r["target_id"],
-                                model=iou(p > thr, gt), clean=iou(r["clean"], gt), union=iou(r["union"], gt)))
+                out[sid] = dict(area=int(gt.sum()), category=r["category"], first=chose, target=r["target_id"],
+                                model=iou(p > thr, gt), clean=iou(r["clean"], gt), union=iou(r["union"], gt))
+    return thr, out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("model", type=Path)
+    ap.add_argument("--against", type=Path, metavar="OTHER",
+                    help="a second checkpoint: add its mIoU and the paired interval of MODEL's lead over it")
+    ap.add_argument("--split", default="test")
+    args = ap.parse_args()
+    rows = expression_masks()
+    thr, scores = score_model(args.model, args.split, rows)
+    out = list(scores.values())
+    cols = [("model", "model"), ("clean", "band rule"), ("union", "label mask")]
+    if args.against:
+        other_thr, other = score_model(args.against, args.split, rows)
+        for sid, o in scores.items():
+            o["other"] = other[sid]["model"]
+        cols.append(("other", "other"))
+        print(f"other: {args.against}, threshold {other_thr:g}")
     print(f"{args.model} on {args.split}: {len(out)} expressions that need the language, threshold {thr:g}")
-    print(f"{'group':<22}{'n':>5}{'ranks first':>15}{'model':>8}{'band rule':>11}{'label mask':>12}   (mIoU)")
+    print(f"{'group':<22}{'n':>5}{'ranks first':>15}" + "".join(f"{name:>12}" for _, name in cols) + "   (mIoU)")
 
     def line(name, sel):
         if sel:
-            m = {k: np.mean([o[k] for o in sel]) for k in ("model", "clean", "union")}
             ranked = [o["first"] for o in sel if o["first"] is not None]
             first = f"{np.mean(ranked):.0%} of {len(ranked)}" if ranked else "-"
-            print(f"{name:<22}{len(sel):>5}{first:>15}{m['model']:>8.3f}{m['clean']:>11.3f}{m['union']:>12.3f}")
+            print(f"{name:<22}{len(sel):>5}{first:>15}" + "".join(f"{np.mean([o[k] for o in sel]):>12.3f}" for k, _ in cols))
 
     for lo, hi in BINS:
         line(f"target {lo}-{hi or ''} px", [o for o in out if o["area"] >= lo and (hi is None or o["area"] < hi)])
@@ -118,9 +137,9 @@ def main() -> None:
         line(cat, [o for o in out if o["category"] == cat])
     line("all", out)
     n_targets = len({o["target"] for o in out})
-    print(f"\nmodel minus rule, mIoU over the {len(out)} expressions ({n_targets} targets), "
+    print(f"\nmodel minus each column, mIoU over the {len(out)} expressions ({n_targets} targets), "
           f"95 % interval resampling targets:")
-    for key, name in (("clean", "band rule"), ("union", "label mask")):
+    for key, name in cols[1:]:
         mean, lo, hi = target_bootstrap([o["model"] - o[key] for o in out], [o["target"] for o in out])
         print(f"  vs {name:<11}{mean:+.3f}  [{lo:+.3f}, {hi:+.3f}]")
 
