@@ -101,14 +101,12 @@ def build(out: Path, previews: Path | None, scenes=None, seed: int = 0, log=prin
                                  kind=e.kind, needs_language=e.needs_language, target=f"{chip.name[:-4]}#{e.target}",
                                  scene=name, area_px=tg.area, fact=e.fact, geometry=polys[e.target]))
             if category_sets and chip.split == "train":  # "all the lakes": every object of the category (train only)
-                objects = list(targets) + list(distractors)
-                for text, idx in expressions.category_sets(targets, distractors, per_fact=PER_FACT,
-                                                           seed=zlib.crc32(f"{seed}:{chip.name}:sets".encode())):
-                    cat = objects[idx[0]].category
-                    union = np.logical_or.reduce([objects[i].mask for i in idx])
+                for text, cat, objects in expressions.category_sets(targets, distractors, per_fact=PER_FACT,
+                                                                    seed=zlib.crc32(f"{seed}:{chip.name}:sets".encode())):
+                    union = np.logical_or.reduce([o.mask for o in objects])
                     rows.append(dict(expression=text, category=cat, split=chip.split, chip=chip.name, rule="union",
                                      kind="set", needs_language=False, target=f"{chip.name[:-4]}#all-{cat}", scene=name,
-                                     area_px=int(union.sum()), fact=f"all={len(idx)}",
+                                     area_px=int(union.sum()), fact=f"all={len(objects)}",
                                      geometry=labels.component_polygons(union, t)))
             chip_records.append(dict(chip=chip, scene=scene, targets=targets, distractors=distractors, exprs=exprs, masks=cm,
                                      image=image, transform=t))

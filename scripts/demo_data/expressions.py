@@ -241,9 +241,9 @@ def generate(targets, width: int, height: int, gsd: float | None = None, seed: i
     return unique
 
 
-def category_sets(targets, distractors=(), seed: int = 0, per_fact: int = 2) -> list[tuple[str, list[int]]]:
-    """"All the lakes": (wording, indices into ``targets + distractors``) for every category with
-    two or more objects in the chip.
+def category_sets(targets, distractors=(), seed: int = 0, per_fact: int = 2) -> list[tuple[str, str, list]]:
+    """"All the lakes": (wording, category, its objects) for every category with two or more objects
+    (targets and distractors) in the chip.
 
     Its answer is every object of the category, distractors included (a merged blob of fields is
     still field): the category mask that the held-out no-language baseline predicts. Training
@@ -251,15 +251,14 @@ def category_sets(targets, distractors=(), seed: int = 0, per_fact: int = 2) -> 
     it; held-out builds never do.
     """
     rng = random.Random(seed)
-    objects = list(targets) + list(distractors)
-    by_cat: dict[str, list[int]] = {}
-    for i, t in enumerate(objects):
-        by_cat.setdefault(t.category, []).append(i)
+    by_cat: dict[str, list] = {}
+    for t in [*targets, *distractors]:
+        by_cat.setdefault(t.category, []).append(t)
     out = []
     for cat in sorted(by_cat):
         if len(by_cat[cat]) < 2:
             continue
         for j, k in enumerate(rng.sample(range(len(CATEGORY_SET)), min(per_fact, len(CATEGORY_SET)))):
             n = _noun(cat, None, rng, j, several=True)  # no area: a set of lakes is never "ponds"
-            out.append((CATEGORY_SET[k].format(n=n, ns=plural(n)), by_cat[cat]))
+            out.append((CATEGORY_SET[k].format(n=n, ns=plural(n)), cat, by_cat[cat]))
     return out
