@@ -76,9 +76,9 @@ def iou(pred: np.ndarray, gt: np.ndarray) -> float:
     return i / u if u else 0.0
 
 
-def score_model(path: Path, split: str, rows: list[dict]) -> tuple[float, dict[str, dict]]:
-    """The checkpoint's threshold and, per expression that needs the language (keyed by sample id), its
-    IoU, whether it ranks the target first among the category's objects, and the two rules' IoU."""
+def score_model(path: Path, split: str, rows: list[dict]) -> tuple[float, dict[int, dict]]:
+    """The checkpoint's threshold and, per expression that needs the language (keyed by its row of
+    ``rows``), its IoU and whether it ranks the target first among the category's objects."""
     import torch
 
     from rrsis_geo.training.evaluate import _scored, open_split
@@ -91,7 +91,8 @@ def score_model(path: Path, split: str, rows: list[dict]) -> tuple[float, dict[s
     with torch.no_grad():
         for _, _, scored in _scored(model, text, ds, device=dev, batch_size=8, native=True, amp="off"):
             for logits, gt, _, sid in scored:
-                r = rows[int(sid.removeprefix("row"))]
+                i = int(sid.removeprefix("row"))
+                r = rows[i]
                 gt = gt.numpy().astype(bool)
                 if not np.array_equal(gt, r["target"]):
                     sys.exit(f"{sid}: the rebuilt dataset differs from data/demo (rebuild data/demo with build.py)")
@@ -100,8 +101,7 @@ def score_model(path: Path, split: str, rows: list[dict]) -> tuple[float, dict[s
                 p = logits.softmax(1)[0, 1].numpy()
                 first = int(np.argmax([p[o].mean() for o in r["objects"]]))
                 chose = bool(np.array_equal(r["objects"][first], gt)) if len(r["objects"]) > 1 else None
-                out[sid] = dict(area=int(gt.sum()), category=r["category"], first=chose, target=r["target_id"],
-                                model=iou(p > thr, gt), clean=iou(r["clean"], gt), union=iou(r["union"], gt))
+                out[i] = dict(first=chose, model=iou(p > thr, gt))
     return thr, out
 
 
@@ -114,12 +114,16 @@ def main() -> None:
     args = ap.parse_args()
     rows = expression_masks()
     thr, scores = score_model(args.model, args.split, rows)
-    out = list(scores.values())
+    out = []  # per expression: the model's scores beside its row's facts (score_model checked the masks agree)
+    for i, scored in scores.items():
+        r = rows[i]
+        out.append(dict(area=int(r["target"].sum()), category=r["category"], target=r["target_id"], **scored,
+                        clean=iou(r["clean"], r["target"]), union=iou(r["union"], r["target"])))
     cols = [("model", "model"), ("clean", "band rule"), ("union", "label mask")]
     if args.against:
         other_thr, other = score_model(args.against, args.split, rows)
-        for sid, o in scores.items():
-            o["other"] = other[sid]["model"]
+        for i, o in zip(scores, out):
+            o["other"] = other[i]["model"]
         cols.append(("other", "other"))
         print(f"other: {args.against}, threshold {other_thr:g}")
     print(f"{args.model} on {args.split}: {len(out)} expressions that need the language, threshold {thr:g}")
