@@ -35,8 +35,8 @@ demo: install
 	@echo "Results: out/lake.gpkg (polygons), out/lake_prob.tif (probabilities), out/lake.png (preview), out/lake.gpkg.manifest.json"
 
 # Rebuild the shipped demo model from scratch (rrsis_geo/weights/btdnet-lite-demo.md): the two training
-# builds of the demo data (the second adds "all the lakes" category sets, for stage 3), training in three
-# stages (about 116 min on 2 quiet CPU cores, minutes on a GPU),
+# builds of the demo data (the second adds "all the lakes" category sets, for stage 2), training in two
+# stages (about 87 min on 2 quiet CPU cores, minutes on a GPU),
 # the compact export, its decision threshold chosen on the validation chips, and its test scores
 # against the no-language baseline. DEMO_RUN keeps the run's checkpoints and logs.
 DEMO_RUN   ?= runs/demo_lite
@@ -47,9 +47,7 @@ demo-model: install
 	$(BIN)/rrsis train --config configs/demo_lite.yaml --set run.out_dir=$(DEMO_RUN)
 	$(BIN)/rrsis train --config configs/demo_lite_stage2.yaml --set run.out_dir=$(DEMO_RUN)_stage2 \
 		--set model.init=$(DEMO_RUN)/last.safetensors
-	$(BIN)/rrsis train --config configs/demo_lite_stage3.yaml --set run.out_dir=$(DEMO_RUN)_stage3 \
-		--set model.init=$(DEMO_RUN)_stage2/last.safetensors
-	$(BIN)/rrsis model export $(DEMO_RUN)_stage3/best.safetensors $(DEMO_RUN)/compact.safetensors --force
+	$(BIN)/rrsis model export $(DEMO_RUN)_stage2/best.safetensors $(DEMO_RUN)/compact.safetensors --force
 	$(BIN)/rrsis model calibrate $(DEMO_RUN)/compact.safetensors build/demo_train --format custom --split val --native \
 		-o $(DEMO_MODEL) --force
 	$(BIN)/rrsis eval --model $(DEMO_MODEL) --format custom data/demo --split test --split-column split \

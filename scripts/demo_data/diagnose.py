@@ -7,7 +7,10 @@ Scores the model at the chips' own resolution, at the checkpoint's threshold, on
 that need the language, beside two no-language rules (``baseline.py``): the cleaned NDWI/NDVI class
 mask and the labelled category mask. "Ranks first" is the share of the expressions whose chip holds
 two or more labelled objects of the target's category where the target has the highest mean
-foreground probability of them: the model chose the right object, whatever its outline. The chips' masks
+foreground probability of them: the model chose the right object, whatever its outline. The rows
+"only one of its kind" and "one of several" split the expressions by that count: where the target is
+the chip's only object of its category the label mask is the answer itself, and only "one of several"
+needs the words to tell the target from its like, so the intervals are given for both. The chips' masks
 come from rebuilding the dataset (``build.py``) into a temporary folder, which must reproduce the
 bundled ``data/demo`` (checked row by row).
 
@@ -139,13 +142,17 @@ def main() -> None:
         line(f"target {lo}-{hi or ''} px", [o for o in out if o["area"] >= lo and (hi is None or o["area"] < hi)])
     for cat in sorted({o["category"] for o in out}):
         line(cat, [o for o in out if o["category"] == cat])
+    several = [o for o in out if o["first"] is not None]
+    line("only one of its kind", [o for o in out if o["first"] is None])
+    line("one of several", several)
     line("all", out)
-    n_targets = len({o["target"] for o in out})
-    print(f"\nmodel minus each column, mIoU over the {len(out)} expressions ({n_targets} targets), "
-          f"95 % interval resampling targets:")
-    for key, name in cols[1:]:
-        mean, lo, hi = target_bootstrap([o["model"] - o[key] for o in out], [o["target"] for o in out])
-        print(f"  vs {name:<11}{mean:+.3f}  [{lo:+.3f}, {hi:+.3f}]")
+    for sel, what in ((out, "expressions"), (several, "expressions whose chip holds other objects of the category")):
+        n_targets = len({o["target"] for o in sel})
+        print(f"\nmodel minus each column, mIoU over the {len(sel)} {what} ({n_targets} targets), "
+              f"95 % interval resampling targets:")
+        for key, name in cols[1:]:
+            mean, lo, hi = target_bootstrap([o["model"] - o[key] for o in sel], [o["target"] for o in sel])
+            print(f"  vs {name:<11}{mean:+.3f}  [{lo:+.3f}, {hi:+.3f}]")
 
 
 if __name__ == "__main__":
