@@ -36,7 +36,7 @@ demo: install
 
 # Rebuild the shipped demo model from scratch (rrsis_geo/weights/btdnet-lite-demo.md): the two training
 # builds of the demo data (the second adds "all the lakes" category sets, for stage 2), training in two
-# stages (about 87 min on 2 quiet CPU cores, minutes on a GPU),
+# stages (113 min measured end to end on 2 quiet CPU cores, install included; minutes on a GPU),
 # the compact export, its decision threshold chosen on the validation chips, and its test scores
 # against the no-language baseline. DEMO_RUN keeps the run's checkpoints and logs.
 DEMO_RUN   ?= runs/demo_lite

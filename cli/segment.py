@@ -38,7 +38,7 @@ from cli.options import (
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--threshold", type=click.FloatRange(0, 1, max_open=True), default=None,
               help="Probability above which a pixel is the target. Default: the model's (0.5, or the one "
-              "`rrsis model calibrate` stored; btdnet-lite-demo: 0.10).")
+              "`rrsis model calibrate` stored; btdnet-lite-demo: 0.15).")
 @click.option("--min-area", type=click.FloatRange(min=0), default=0.0, show_default=True,
               help="Drop objects smaller than this many square metres (any CRS).")
 @click.option("--simplify", type=click.FloatRange(min=0), default=0.0, show_default=True,
