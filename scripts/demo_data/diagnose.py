@@ -15,9 +15,9 @@ come from rebuilding the dataset (``build.py``) into a temporary folder, which m
 bundled ``data/demo`` (checked row by row).
 
 Each expression set has several wordings of few targets (three wordings each, and a target is named
-by size, position and relations alike), so the last lines give the model's mIoU lead over each rule
-with a 95 % interval from a bootstrap over *targets*: all expressions of a target are resampled
-together. Resampling expressions instead would pretend the wordings of one pond were independent
+by size, position and relations alike), so the last lines give the model's lead over each rule in
+mIoU, oIoU and Pr@0.5, each with a 95 % interval from a bootstrap over *targets*: all expressions of
+a target are resampled together (for oIoU, a ratio of pixel sums, their intersections and unions). Resampling expressions instead would pretend the wordings of one pond were independent
 evidence and give a far narrower interval. ``--against OTHER`` scores a second checkpoint (at its
 own stored threshold) on the same expressions and adds the paired interval of the first model's lead
 over it: the way to tell whether a new training recipe beats the shipped one or only drew other targets.
@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -57,31 +58,55 @@ def expression_masks() -> list[dict]:
     return rows
 
 
+def _per_target_bootstrap(columns, targets, statistic, n_resamples: int, seed: int) -> tuple[float, float, float]:
+    """``statistic`` of the per-expression ``columns`` and its 95 % BCa interval, resampling whole
+    targets: each column is summed per target (``targets``: one id per expression) and ``statistic``
+    maps the resampled per-target sums (``axis``-wise) to the figure."""
+    from scipy.stats import DegenerateDataWarning, bootstrap
+
+    keys, inverse = np.unique(np.asarray(targets), return_inverse=True)
+    sums = [np.bincount(inverse, weights=np.asarray(c, float), minlength=len(keys)) for c in columns]
+    point = float(statistic(*sums, axis=-1))
+    if len(keys) < 2:
+        return point, point, point
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", DegenerateDataWarning)  # handled below
+        res = bootstrap(sums, statistic, paired=True, vectorized=True, n_resamples=n_resamples, random_state=seed)
+    lo, hi = float(res.confidence_interval.low), float(res.confidence_interval.high)
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        return point, point, point  # every resample gives the same figure: nothing varies between targets
+    return point, lo, hi
+
+
 def target_bootstrap(diff, targets, n_resamples: int = 9999, seed: int = 0) -> tuple[float, float, float]:
     """Mean of per-expression ``diff`` and its 95 % BCa interval, resampling whole targets (``targets``:
     one id per expression; the expressions of a target are drawn together)."""
-    from scipy.stats import bootstrap
-
-    diff, targets = np.asarray(diff, float), np.asarray(targets)
-    keys, inverse = np.unique(targets, return_inverse=True)
-    sums = np.bincount(inverse, weights=diff, minlength=len(keys))
-    counts = np.bincount(inverse, minlength=len(keys)).astype(float)
-    mean = float(diff.mean())
-    if len(keys) < 2 or np.ptp(sums / counts) == 0:
-        return mean, mean, mean  # nothing to resample: every target gives the same difference
-    res = bootstrap((sums, counts), lambda s, c, axis=-1: s.sum(axis) / c.sum(axis), paired=True, vectorized=True,
-                    n_resamples=n_resamples, random_state=seed)
-    return mean, float(res.confidence_interval.low), float(res.confidence_interval.high)
+    diff = np.asarray(diff, float)
+    if np.ptp(diff) == 0:
+        return (float(diff[0]),) * 3 if len(diff) else (0.0, 0.0, 0.0)
+    return _per_target_bootstrap((diff, np.ones_like(diff)), targets, lambda s, c, axis=-1: s.sum(axis) / c.sum(axis),
+                                 n_resamples, seed)
 
 
-def iou(pred: np.ndarray, gt: np.ndarray) -> float:
-    i, u = baseline.iou_parts(pred, gt)
+def target_bootstrap_oiou(parts_a, parts_b, targets, n_resamples: int = 9999, seed: int = 0) -> tuple[float, float, float]:
+    """oIoU of ``parts_a`` minus oIoU of ``parts_b`` (each a per-expression list of (intersection,
+    union) pixel counts) and its 95 % BCa interval, resampling whole targets. oIoU is a ratio of sums,
+    not a mean of per-expression figures, so the sums are what is resampled."""
+    (ia, ua), (ib, ub) = np.asarray(parts_a, float).T, np.asarray(parts_b, float).T
+    return _per_target_bootstrap((ia, ua, ib, ub), targets,
+                                 lambda ia, ua, ib, ub, axis=-1: ia.sum(axis) / ua.sum(axis) - ib.sum(axis) / ub.sum(axis),
+                                 n_resamples, seed)
+
+
+def iou(parts: tuple[int, int]) -> float:
+    i, u = parts
     return i / u if u else 0.0
 
 
 def score_model(path: Path, split: str, rows: list[dict]) -> tuple[float, dict[int, dict]]:
     """The checkpoint's threshold and, per expression that needs the language (keyed by its row of
-    ``rows``), its IoU and whether it ranks the target first among the category's objects."""
+    ``rows``), its (intersection, union) and whether it ranks the target first among the category's
+    objects."""
     import torch
 
     from rrsis_geo.training.evaluate import _scored, open_split
@@ -104,7 +129,7 @@ def score_model(path: Path, split: str, rows: list[dict]) -> tuple[float, dict[i
                 p = logits.softmax(1)[0, 1].numpy()
                 first = int(np.argmax([p[o].mean() for o in r["objects"]]))
                 chose = bool(np.array_equal(r["objects"][first], gt)) if len(r["objects"]) > 1 else None
-                out[i] = dict(first=chose, model=iou(p > thr, gt))
+                out[i] = dict(first=chose, model=baseline.iou_parts(p > thr, gt))
     return thr, out
 
 
@@ -121,7 +146,7 @@ def main() -> None:
     for i, scored in scores.items():
         r = rows[i]
         out.append(dict(area=int(r["target"].sum()), category=r["category"], target=r["target_id"], **scored,
-                        clean=iou(r["clean"], r["target"]), union=iou(r["union"], r["target"])))
+                        clean=baseline.iou_parts(r["clean"], r["target"]), union=baseline.iou_parts(r["union"], r["target"])))
     cols = [("model", "model"), ("clean", "band rule"), ("union", "label mask")]
     if args.against:
         other_thr, other = score_model(args.against, args.split, rows)
@@ -136,7 +161,7 @@ def main() -> None:
         if sel:
             ranked = [o["first"] for o in sel if o["first"] is not None]
             first = f"{np.mean(ranked):.0%} of {len(ranked)}" if ranked else "-"
-            print(f"{name:<22}{len(sel):>5}{first:>15}" + "".join(f"{np.mean([o[k] for o in sel]):>12.3f}" for k, _ in cols))
+            print(f"{name:<22}{len(sel):>5}{first:>15}" + "".join(f"{np.mean([iou(o[k]) for o in sel]):>12.3f}" for k, _ in cols))
 
     for lo, hi in BINS:
         line(f"target {lo}-{hi or ''} px", [o for o in out if o["area"] >= lo and (hi is None or o["area"] < hi)])
@@ -148,11 +173,14 @@ def main() -> None:
     line("all", out)
     for sel, what in ((out, "expressions"), (several, "expressions whose chip holds other objects of the category")):
         n_targets = len({o["target"] for o in sel})
-        print(f"\nmodel minus each column, mIoU over the {len(sel)} {what} ({n_targets} targets), "
-              f"95 % interval resampling targets:")
+        print(f"\nmodel minus each column over the {len(sel)} {what} ({n_targets} targets), "
+              f"95 % intervals resampling targets:")
+        targets = [o["target"] for o in sel]
         for key, name in cols[1:]:
-            mean, lo, hi = target_bootstrap([o["model"] - o[key] for o in sel], [o["target"] for o in sel])
-            print(f"  vs {name:<11}{mean:+.3f}  [{lo:+.3f}, {hi:+.3f}]")
+            leads = {"mIoU": target_bootstrap([iou(o["model"]) - iou(o[key]) for o in sel], targets),
+                     "oIoU": target_bootstrap_oiou([o["model"] for o in sel], [o[key] for o in sel], targets),
+                     "Pr@0.5": target_bootstrap([(iou(o["model"]) >= 0.5) - (iou(o[key]) >= 0.5) for o in sel], targets)}
+            print(f"  vs {name:<11}" + "  ".join(f"{m} {v:+.3f} [{lo:+.3f}, {hi:+.3f}]" for m, (v, lo, hi) in leads.items()))
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from scripts.demo_data.diagnose import target_bootstrap
+from scripts.demo_data.diagnose import target_bootstrap, target_bootstrap_oiou
 
 
 def test_no_difference_and_a_constant_difference_are_exact():
@@ -33,3 +33,21 @@ def test_targets_with_more_expressions_weigh_more():
     diff = np.array([1.0] * 9 + [0.0])
     mean, lo, hi = target_bootstrap(diff, np.array([0] * 9 + [1]))
     assert mean == pytest.approx(0.9) and lo <= 0.9 <= hi
+
+
+def test_oiou_lead_is_a_ratio_of_sums_resampled_by_target():
+    """oIoU weighs big targets by their pixels: a model that nails one 1000 px target and misses
+    three 10 px ones leads a rule that does the opposite, though its mIoU is lower."""
+    model = [(1000, 1000), (0, 10), (0, 10), (0, 10)]
+    rule = [(0, 1000), (10, 10), (10, 10), (10, 10)]
+    lead, lo, hi = target_bootstrap_oiou(model, rule, np.arange(4))
+    assert lead == pytest.approx(1000 / 1030 - 30 / 1030)
+    assert lo <= lead <= hi
+    # the same figures told five times per target: the same lead, no narrower an interval
+    five = target_bootstrap_oiou(np.repeat(model, 5, axis=0), np.repeat(rule, 5, axis=0), np.repeat(np.arange(4), 5))
+    assert five[0] == pytest.approx(lead) and five[1:] == pytest.approx((lo, hi), abs=0.05)
+
+
+def test_oiou_lead_of_identical_predictions_is_exactly_zero():
+    parts = [(5, 10), (3, 9), (0, 4)]
+    assert target_bootstrap_oiou(parts, parts, [0, 1, 2]) == (0.0, 0.0, 0.0)
