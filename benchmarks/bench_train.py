@@ -3,10 +3,23 @@
     python benchmarks/bench_train.py                                   # CPU: btdnet-tiny, btdnet-lite
     python benchmarks/bench_train.py --presets btdnet-lite --size 512 --batch 2 --threads 4
     python benchmarks/bench_train.py --gpu                             # CUDA: btdnet-b 512, fp32 vs bf16
+    python benchmarks/bench_train.py --config configs/demo_lite.yaml  # a training config's own model, data and steps
 
 Random weights and random images (speed does not depend on them), real expressions through the
 real TextProcessor, the trainer's parameter groups and optimizer. Steps after ``--warmup`` are
 timed; peak GPU memory is reported on CUDA. Prints figures; it is not a test.
+
+``--config`` measures what a training config's run will cost: the seconds to decode and augment one
+training sample as the trainer's data loader does (the part a GPU does not speed up, spread over
+``data.num_workers`` processes), the FLOPs of one training step (forward + backward at the config's
+batch and input size, ``torch.utils.flop_counter``: matmuls and convolutions), and the config's
+number of steps; then it times ``--steps`` training steps of the config's model (its initial
+weights, the trainer's freeze, parameter groups, clipping and ``optim.amp``) on CUDA when there is
+one, else on the CPU. From them it prints the run's total FLOPs, the floor the data loading puts
+under its wall time on any device, and an estimate of the training steps' wall time: on a GPU the
+loader's workers decode while the GPU computes (the slower of the two sets the pace); on the CPU
+they share the cores (the two add up). On the CPU the estimate can be checked against a real run's
+``train.csv``.
 """
 
 from __future__ import annotations
@@ -61,6 +74,90 @@ def bench(preset: str, size: int, batch: int, steps: int, warmup: int, device: t
     return res
 
 
+def bench_config(path: str, sets: list[str], samples: int, n_steps: int) -> None:
+    from types import SimpleNamespace
+
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from rrsis_geo.data.transforms import collate
+    from rrsis_geo.models import read_metadata
+    from rrsis_geo.models.registry import get_config
+    from rrsis_geo.training.bundle import build_bundle
+    from rrsis_geo.training.config import load_config
+    from rrsis_geo.training.run import build_datasets
+
+    cfg = load_config(path, sets)
+    m, d, o = cfg["model"], cfg["data"], cfg["optim"]
+    norm = read_metadata(m["init"]) if m["init"] else vars(get_config(m["name"], **m["overrides"]))
+    train, _, _ = build_datasets(cfg, SimpleNamespace(mean=tuple(norm["mean"]), std=tuple(norm["std"])))
+    picks = torch.linspace(0, len(train) - 1, samples + 2).long().tolist()
+    times = []
+    for n, i in enumerate(picks):
+        t0 = time.perf_counter()
+        train[i]
+        if n >= 2:  # the first two open the rasters' caches
+            times.append(time.perf_counter() - t0)
+    per_sample = statistics.mean(times)
+    batch, workers = o["batch_size"], max(1, d["num_workers"])  # batch_size is the global batch of one step
+    steps = o["epochs"] * (len(train) // batch)
+    bundle = build_bundle(m["name"], m["overrides"], m["init"], seed=0, input_size=d["input_size"])
+    items = [train[i] for i in picks[:batch]]  # one whole step: the accumulation's micro-batches add up to it
+    b = collate(items)
+    text = bundle.text_processor(b["expression"])
+    with FlopCounterMode(display=False) as fc:
+        out = bundle.model(b["image"], text, targets=b["mask"].long())
+        out.loss.backward()
+    flops = fc.get_total_flops()
+    bundle.model.zero_grad(set_to_none=True)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    step = time_steps(bundle, o, b, text, device, n_steps, amp=o["amp"])
+    data_step = batch * per_sample / workers
+    print(f"## {path}: {len(train)} training samples, batch {batch}, {o['epochs']} epoch(s): {steps} steps, "
+          f"{d['input_size']} px, {d['num_workers']} loader worker(s)")
+    print(f"data: {per_sample * 1000:.1f} ms per sample (mean of {len(times)}, one process; "
+          f"median {statistics.median(times) * 1000:.1f}), {data_step:.3f} s per step over {workers} worker(s): "
+          f"at least {steps * data_step / 60:.1f} min for the run on any device")
+    print(f"compute: {flops / 1e9:.1f} GFLOPs per step (forward + backward), {steps * flops / 1e12:.1f} TFLOPs for the run")
+    where = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    print(f"step on {where}: {step:.3f} s (median of {n_steps}, forward + backward + AdamW, batch in memory)")
+    if device.type == "cuda":  # the loader's workers decode the next batches while the GPU computes
+        print(f"estimate: {steps * max(step, data_step) / 60:.1f} min of training steps (validation passes not included)")
+    else:  # on the CPU the loader's worker takes cores from the step
+        print(f"estimate: {steps * (step + data_step) / 60:.1f} min of training steps (validation passes not included)")
+
+
+def time_steps(bundle, o: dict, batch: dict, text: dict, device: torch.device, n: int, amp: str) -> float:
+    """Median seconds of one training step (the trainer's freeze, parameter groups and clipping) on
+    ``device``; the batch is moved there once, before the timing."""
+    from rrsis_geo.training.evaluate import autocast_context
+    from rrsis_geo.training.trainer import freeze_parameters
+
+    model = bundle.model.to(device).train()
+    if o["freeze"]:
+        freeze_parameters(model, o["freeze"])
+    opt = torch.optim.AdamW(bundle.param_groups(model, encoder_lr=o["encoder_lr"], head_lr=o["head_lr"],
+                                                weight_decay=o["weight_decay"]))
+    images, masks = batch["image"].to(device), batch["mask"].to(device).long()
+    text = {k: v.to(device) for k, v in text.items()}
+    times = []
+    for i in range(n + 1):  # the first step warms the allocator and kernels up
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        with autocast_context(device, amp):
+            out = model(images, text, targets=masks)
+        out.loss.float().backward()
+        if o["clip_grad_norm"]:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), o["clip_grad_norm"])
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        if i:
+            times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--presets", nargs="+", default=["btdnet-tiny", "btdnet-lite"])
@@ -71,8 +168,13 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
     ap.add_argument("--amp", choices=["off", "bf16"], default="off")
     ap.add_argument("--gpu", action="store_true", help="btdnet-b at 512 on CUDA, fp32 and bf16, batch 8")
+    ap.add_argument("--config", help="a training config: its data loading cost, FLOPs per step and steps")
+    ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE", help="config override (with --config)")
+    ap.add_argument("--samples", type=int, default=40, help="training samples to decode (with --config)")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
+    if a.config:
+        return bench_config(a.config, a.sets, a.samples, a.steps)
     if a.gpu:
         if not torch.cuda.is_available():
             sys.exit("--gpu: no CUDA device")
