@@ -25,7 +25,6 @@ they share the cores (the two add up). On the CPU the estimate can be checked ag
 from __future__ import annotations
 
 import argparse
-import contextlib
 import statistics
 import sys
 import time
@@ -40,6 +39,31 @@ EXPRESSIONS = ["the white storage tank on the left", "a long bridge across the r
                "the windmill next to the field", "the round building in the centre"]
 
 
+def step_times(model, opt, images, masks, text: dict, device: torch.device, amp: str, steps: int, warmup: int,
+               clip: float = 0.0) -> list[float]:
+    """Seconds of each of ``steps`` training steps (forward with loss, backward, optional gradient
+    clipping, AdamW) after ``warmup`` untimed ones; the batch is already on ``device``."""
+    from rrsis_geo.training.evaluate import autocast_context
+
+    times = []
+    for i in range(warmup + steps):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        with autocast_context(device, amp):
+            out = model(images, text, targets=masks)
+        out.loss.float().backward()
+        if clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        if i >= warmup:
+            times.append(time.perf_counter() - t0)
+    return times
+
+
 def bench(preset: str, size: int, batch: int, steps: int, warmup: int, device: torch.device, amp: str) -> dict:
     from rrsis_geo.models import TextProcessor, create_model, param_groups
 
@@ -50,24 +74,9 @@ def bench(preset: str, size: int, batch: int, steps: int, warmup: int, device: t
     images = torch.randn(batch, 3, size, size, generator=g).to(device)
     masks = (torch.rand(batch, size, size, generator=g) > 0.8).long().to(device)
     text = {k: v.to(device) for k, v in text_proc([EXPRESSIONS[i % len(EXPRESSIONS)] for i in range(batch)]).items()}
-    ctx = torch.autocast(device.type, dtype=torch.bfloat16) if amp == "bf16" else contextlib.nullcontext()
-    times = []
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    for i in range(warmup + steps):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        with ctx:
-            out = model(images, text, targets=masks)
-        out.loss.float().backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        if i >= warmup:
-            times.append(time.perf_counter() - t0)
-    med = statistics.median(times)
+    med = statistics.median(step_times(model, opt, images, masks, text, device, amp, steps, warmup))
     res = {"preset": preset, "size": size, "batch": batch, "amp": amp, "s_per_step": med, "samples_per_s": batch / med}
     if device.type == "cuda":
         res["peak_mem_gib"] = torch.cuda.max_memory_allocated() / 2**30
@@ -75,21 +84,18 @@ def bench(preset: str, size: int, batch: int, steps: int, warmup: int, device: t
 
 
 def bench_config(path: str, sets: list[str], samples: int, n_steps: int) -> None:
-    from types import SimpleNamespace
-
     from torch.utils.flop_counter import FlopCounterMode
 
     from rrsis_geo.data.transforms import collate
-    from rrsis_geo.models import read_metadata
-    from rrsis_geo.models.registry import get_config
     from rrsis_geo.training.bundle import build_bundle
     from rrsis_geo.training.config import load_config
     from rrsis_geo.training.run import build_datasets
+    from rrsis_geo.training.trainer import freeze_parameters
 
     cfg = load_config(path, sets)
     m, d, o = cfg["model"], cfg["data"], cfg["optim"]
-    norm = read_metadata(m["init"]) if m["init"] else vars(get_config(m["name"], **m["overrides"]))
-    train, _, _ = build_datasets(cfg, SimpleNamespace(mean=tuple(norm["mean"]), std=tuple(norm["std"])))
+    bundle = build_bundle(m["name"], m["overrides"], m["init"], seed=0, input_size=d["input_size"])  # as run_training
+    train, _, _ = build_datasets(cfg, bundle)
     picks = torch.linspace(0, len(train) - 1, samples + 2).long().tolist()
     times = []
     for n, i in enumerate(picks):
@@ -100,17 +106,23 @@ def bench_config(path: str, sets: list[str], samples: int, n_steps: int) -> None
     per_sample = statistics.mean(times)
     batch, workers = o["batch_size"], max(1, d["num_workers"])  # batch_size is the global batch of one step
     steps = o["epochs"] * (len(train) // batch)
-    bundle = build_bundle(m["name"], m["overrides"], m["init"], seed=0, input_size=d["input_size"])
-    items = [train[i] for i in picks[:batch]]  # one whole step: the accumulation's micro-batches add up to it
-    b = collate(items)
-    text = bundle.text_processor(b["expression"])
-    with FlopCounterMode(display=False) as fc:
-        out = bundle.model(b["image"], text, targets=b["mask"].long())
-        out.loss.backward()
-    flops = fc.get_total_flops()
-    bundle.model.zero_grad(set_to_none=True)
+
+    # one whole step's batch (the accumulation's micro-batches add up to it), the trainer's freeze,
+    # parameter groups, clipping and optim.amp, on CUDA when there is one
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    step = time_steps(bundle, o, b, text, device, n_steps, amp=o["amp"])
+    model = bundle.model.to(device).train()
+    if o["freeze"]:
+        freeze_parameters(model, o["freeze"])
+    opt = torch.optim.AdamW(bundle.param_groups(model, encoder_lr=o["encoder_lr"], head_lr=o["head_lr"],
+                                                weight_decay=o["weight_decay"]))
+    b = collate([train[i] for i in picks[:batch]])
+    images, masks = b["image"].to(device), b["mask"].to(device).long()
+    text = {k: v.to(device) for k, v in bundle.text_processor(b["expression"]).items()}
+    run = dict(device=device, amp=o["amp"], clip=o["clip_grad_norm"])
+    with FlopCounterMode(display=False) as fc:  # the counted step is also the warm-up
+        step_times(model, opt, images, masks, text, steps=0, warmup=1, **run)
+    flops = fc.get_total_flops()
+    step = statistics.median(step_times(model, opt, images, masks, text, steps=n_steps, warmup=0, **run))
     data_step = batch * per_sample / workers
     print(f"## {path}: {len(train)} training samples, batch {batch}, {o['epochs']} epoch(s): {steps} steps, "
           f"{d['input_size']} px, {d['num_workers']} loader worker(s)")
@@ -120,42 +132,9 @@ def bench_config(path: str, sets: list[str], samples: int, n_steps: int) -> None
     print(f"compute: {flops / 1e9:.1f} GFLOPs per step (forward + backward), {steps * flops / 1e12:.1f} TFLOPs for the run")
     where = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"step on {where}: {step:.3f} s (median of {n_steps}, forward + backward + AdamW, batch in memory)")
-    if device.type == "cuda":  # the loader's workers decode the next batches while the GPU computes
-        print(f"estimate: {steps * max(step, data_step) / 60:.1f} min of training steps (validation passes not included)")
-    else:  # on the CPU the loader's worker takes cores from the step
-        print(f"estimate: {steps * (step + data_step) / 60:.1f} min of training steps (validation passes not included)")
-
-
-def time_steps(bundle, o: dict, batch: dict, text: dict, device: torch.device, n: int, amp: str) -> float:
-    """Median seconds of one training step (the trainer's freeze, parameter groups and clipping) on
-    ``device``; the batch is moved there once, before the timing."""
-    from rrsis_geo.training.evaluate import autocast_context
-    from rrsis_geo.training.trainer import freeze_parameters
-
-    model = bundle.model.to(device).train()
-    if o["freeze"]:
-        freeze_parameters(model, o["freeze"])
-    opt = torch.optim.AdamW(bundle.param_groups(model, encoder_lr=o["encoder_lr"], head_lr=o["head_lr"],
-                                                weight_decay=o["weight_decay"]))
-    images, masks = batch["image"].to(device), batch["mask"].to(device).long()
-    text = {k: v.to(device) for k, v in text.items()}
-    times = []
-    for i in range(n + 1):  # the first step warms the allocator and kernels up
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        with autocast_context(device, amp):
-            out = model(images, text, targets=masks)
-        out.loss.float().backward()
-        if o["clip_grad_norm"]:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), o["clip_grad_norm"])
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        if i:
-            times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    # on a GPU the loader's workers decode the next batches while it computes; on the CPU they take its cores
+    per_step = max(step, data_step) if device.type == "cuda" else step + data_step
+    print(f"estimate: {steps * per_step / 60:.1f} min of training steps (validation passes not included)")
 
 
 def main(argv=None):

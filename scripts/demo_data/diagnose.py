@@ -82,8 +82,6 @@ def target_bootstrap(diff, targets, n_resamples: int = 9999, seed: int = 0) -> t
     """Mean of per-expression ``diff`` and its 95 % BCa interval, resampling whole targets (``targets``:
     one id per expression; the expressions of a target are drawn together)."""
     diff = np.asarray(diff, float)
-    if np.ptp(diff) == 0:
-        return (float(diff[0]),) * 3 if len(diff) else (0.0, 0.0, 0.0)
     return _per_target_bootstrap((diff, np.ones_like(diff)), targets, lambda s, c, axis=-1: s.sum(axis) / c.sum(axis),
                                  n_resamples, seed)
 
