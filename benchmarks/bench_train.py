@@ -4,6 +4,7 @@
     python benchmarks/bench_train.py --presets btdnet-lite --size 512 --batch 2 --threads 4
     python benchmarks/bench_train.py --gpu                             # CUDA: btdnet-b 512, fp32 vs bf16
     python benchmarks/bench_train.py --config configs/demo_lite.yaml  # a training config's own model, data and steps
+    python benchmarks/bench_train.py --config configs/demo_lite.yaml --workers 0 1  # + loader worker counts side by side
 
 Random weights and random images (speed does not depend on them), real expressions through the
 real TextProcessor, the trainer's parameter groups and optimizer. Steps after ``--warmup`` are
@@ -19,7 +20,9 @@ one, else on the CPU. From them it prints the run's total FLOPs, the floor the d
 under its wall time on any device, and an estimate of the training steps' wall time: on a GPU the
 loader's workers decode while the GPU computes (the slower of the two sets the pace); on the CPU
 they share the cores (the two add up). On the CPU the estimate can be checked against a real run's
-``train.csv``.
+``train.csv``. ``--workers 0 1`` also times real steps fed by a DataLoader with each worker count,
+interleaved in rounds, and prints their ratio (on 2 CPU cores a worker process competes with the
+model's threads).
 """
 
 from __future__ import annotations
@@ -43,24 +46,54 @@ def step_times(model, opt, images, masks, text: dict, device: torch.device, amp:
                clip: float = 0.0) -> list[float]:
     """Seconds of each of ``steps`` training steps (forward with loss, backward, optional gradient
     clipping, AdamW) after ``warmup`` untimed ones; the batch is already on ``device``."""
-    from rrsis_geo.training.evaluate import autocast_context
-
     times = []
     for i in range(warmup + steps):
         if device.type == "cuda":
             torch.cuda.synchronize()
         t0 = time.perf_counter()
-        with autocast_context(device, amp):
-            out = model(images, text, targets=masks)
-        out.loss.float().backward()
-        if clip:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
+        train_step(model, opt, images, masks, text, device, amp, clip)
         if i >= warmup:
             times.append(time.perf_counter() - t0)
+    return times
+
+
+def train_step(model, opt, images, masks, text: dict, device: torch.device, amp: str, clip: float) -> None:
+    """One training step as the trainer takes it: forward with loss, backward, clipping, AdamW."""
+    from rrsis_geo.training.evaluate import autocast_context
+
+    with autocast_context(device, amp):
+        out = model(images, text, targets=masks)
+    out.loss.float().backward()
+    if clip:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def loader_step_times(model, opt, train, text_processor, batch: int, workers: int, steps: int, warmup: int,
+                      device: torch.device, amp: str, clip: float) -> list[float]:
+    """Seconds per training step with the batches coming from a DataLoader with ``workers`` processes
+    (0: decoded in this process), as in the trainer: the wait for the batch, its transfer, the text
+    processing and the step. The first ``warmup`` steps (the workers' start) are not timed."""
+    from torch.utils.data import DataLoader
+
+    from rrsis_geo.data.transforms import collate
+
+    g = torch.Generator().manual_seed(0)
+    loader = DataLoader(train, batch_size=batch, shuffle=True, generator=g, drop_last=True, num_workers=workers,
+                        collate_fn=collate, pin_memory=device.type == "cuda")
+    times, it = [], iter(loader)
+    for i in range(warmup + steps):
+        t0 = time.perf_counter()
+        b = next(it)
+        images, masks = b["image"].to(device, non_blocking=True), b["mask"].to(device, non_blocking=True).long()
+        text = {k: v.to(device) for k, v in text_processor(b["expression"]).items()}
+        train_step(model, opt, images, masks, text, device, amp, clip)
+        if i >= warmup:
+            times.append(time.perf_counter() - t0)
+    del it  # shuts the workers down
     return times
 
 
@@ -83,7 +116,8 @@ def bench(preset: str, size: int, batch: int, steps: int, warmup: int, device: t
     return res
 
 
-def bench_config(path: str, sets: list[str], samples: int, n_steps: int) -> None:
+def bench_config(path: str, sets: list[str], samples: int, n_steps: int, workers_list: list[int] | None = None,
+                 rounds: int = 2) -> None:
     from torch.utils.flop_counter import FlopCounterMode
 
     from rrsis_geo.data.transforms import collate
@@ -105,6 +139,7 @@ def bench_config(path: str, sets: list[str], samples: int, n_steps: int) -> None
             times.append(time.perf_counter() - t0)
     per_sample = statistics.mean(times)
     batch, workers = o["batch_size"], max(1, d["num_workers"])  # batch_size is the global batch of one step
+    overlap = d["num_workers"] > 0  # with no worker process the batches are decoded between the steps
     steps = o["epochs"] * (len(train) // batch)
 
     # one whole step's batch (the accumulation's micro-batches add up to it), the trainer's freeze,
@@ -133,8 +168,26 @@ def bench_config(path: str, sets: list[str], samples: int, n_steps: int) -> None
     where = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"step on {where}: {step:.3f} s (median of {n_steps}, forward + backward + AdamW, batch in memory)")
     # on a GPU the loader's workers decode the next batches while it computes; on the CPU they take its cores
-    per_step = max(step, data_step) if device.type == "cuda" else step + data_step
+    per_step = max(step, data_step) if device.type == "cuda" and overlap else step + data_step
     print(f"estimate: {steps * per_step / 60:.1f} min of training steps (validation passes not included)")
+    if workers_list:
+        compare_workers(model, opt, train, bundle.text_processor, batch, workers_list, n_steps, rounds, run)
+
+
+def compare_workers(model, opt, train, text_processor, batch: int, workers_list: list[int], n_steps: int, rounds: int,
+                    run: dict) -> None:
+    """Real loader-fed steps for each worker count, side by side: ``rounds`` rounds, each timing
+    ``n_steps`` steps per worker count in turn, so a drift in the host's speed hits them all alike."""
+    times = {w: [] for w in workers_list}
+    for _ in range(rounds):
+        for w in workers_list:
+            times[w] += loader_step_times(model, opt, train, text_processor, batch, w, n_steps, warmup=2, **run)
+    base = statistics.median(times[workers_list[0]])
+    print(f"loader-fed steps ({rounds} rounds of {n_steps} per worker count, medians):")
+    for w in workers_list:
+        med = statistics.median(times[w])
+        ratio = f", {med / base:.2f}x the time of {workers_list[0]} worker(s)" if w != workers_list[0] else ""
+        print(f"  {w} worker(s): {med:.3f} s per step, {batch / med:.2f} samples/s{ratio}")
 
 
 def main(argv=None):
@@ -150,10 +203,13 @@ def main(argv=None):
     ap.add_argument("--config", help="a training config: its data loading cost, FLOPs per step and steps")
     ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE", help="config override (with --config)")
     ap.add_argument("--samples", type=int, default=40, help="training samples to decode (with --config)")
+    ap.add_argument("--workers", type=int, nargs="+", metavar="N",
+                    help="with --config: also time real loader-fed steps with each of these loader worker counts, side by side")
+    ap.add_argument("--rounds", type=int, default=2, help="rounds of the --workers comparison")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
     if a.config:
-        return bench_config(a.config, a.sets, a.samples, a.steps)
+        return bench_config(a.config, a.sets, a.samples, a.steps, a.workers, a.rounds)
     if a.gpu:
         if not torch.cuda.is_available():
             sys.exit("--gpu: no CUDA device")
