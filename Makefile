@@ -36,7 +36,7 @@ demo: install
 
 # Rebuild the shipped demo model from scratch (rrsis_geo/weights/btdnet-lite-demo.md): the two training
 # builds of the demo data (the second adds "all the lakes" category sets, for stage 2), training in two
-# stages (113 min with the install, and 121 without, measured end to end on 2 CPU cores; not yet timed on a GPU),
+# stages (82-124 min with the install, measured end to end on 2 CPU cores in three runs; not yet timed on a GPU),
 # the compact export, its decision threshold chosen on the validation chips, and its test scores
 # against the no-language baseline. DEMO_RUN keeps the run's checkpoints and logs. TRAIN_ARGS go to
 # both training stages; on a many-core GPU machine, TRAIN_ARGS="--set data.num_workers=8" feeds the GPU
