@@ -130,7 +130,8 @@ def bench_config(path: str, sets: list[str], samples: int, n_steps: int, workers
     m, d, o = cfg["model"], cfg["data"], cfg["optim"]
     bundle = build_bundle(m["name"], m["overrides"], m["init"], seed=0, input_size=d["input_size"])  # as run_training
     train, _, _ = build_datasets(cfg, bundle)
-    picks = torch.linspace(0, len(train) - 1, samples + 2).long().tolist()
+    batch = o["batch_size"]  # the global batch of one step
+    picks = torch.linspace(0, len(train) - 1, max(samples, batch) + 2).long().tolist()  # the timed step needs a whole batch
     times = []
     for n, i in enumerate(picks):
         t0 = time.perf_counter()
@@ -138,7 +139,7 @@ def bench_config(path: str, sets: list[str], samples: int, n_steps: int, workers
         if n >= 2:  # the first two open the rasters' caches
             times.append(time.perf_counter() - t0)
     per_sample = statistics.mean(times)
-    batch, workers = o["batch_size"], max(1, d["num_workers"])  # batch_size is the global batch of one step
+    workers = max(1, d["num_workers"])
     overlap = d["num_workers"] > 0  # with no worker process the batches are decoded between the steps
     steps = o["epochs"] * (len(train) // batch)
 
@@ -162,7 +163,8 @@ def bench_config(path: str, sets: list[str], samples: int, n_steps: int, workers
     print(f"## {path}: {len(train)} training samples, batch {batch}, {o['epochs']} epoch(s): {steps} steps, "
           f"{d['input_size']} px, {d['num_workers']} loader worker(s)")
     print(f"data: {per_sample * 1000:.1f} ms per sample (mean of {len(times)}, one process; "
-          f"median {statistics.median(times) * 1000:.1f}), {data_step:.3f} s per step over {workers} worker(s): "
+          f"median {statistics.median(times) * 1000:.1f}), {data_step:.3f} s per step "
+          f"{f'over {workers} worker(s)' if overlap else 'in the training process'}: "
           f"at least {steps * data_step / 60:.1f} min for the run on any device")
     print(f"compute: {flops / 1e9:.1f} GFLOPs per step (forward + backward), {steps * flops / 1e12:.1f} TFLOPs for the run")
     where = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
