@@ -40,7 +40,7 @@ demo: install
 # the compact export, its decision threshold chosen on the validation chips, and its test scores
 # against the no-language baseline. DEMO_RUN keeps the run's checkpoints and logs. TRAIN_ARGS go to
 # both training stages; on a many-core GPU machine, TRAIN_ARGS="--set data.num_workers=8" feeds the GPU
-# faster (a sample's augmentation depends on its index only, so the worker count does not change training).
+# faster (a sample's augmentation depends on the seed, the epoch and its index only, so the worker count does not change training).
 DEMO_RUN   ?= runs/demo_lite
 TRAIN_ARGS ?=
 DEMO_MODEL := rrsis_geo/weights/btdnet-lite-demo.safetensors

@@ -204,11 +204,15 @@ def main(argv=None):
     ap.add_argument("--gpu", action="store_true", help="btdnet-b at 512 on CUDA, fp32 and bf16, batch 8")
     ap.add_argument("--config", help="a training config: its data loading cost, FLOPs per step and steps")
     ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE", help="config override (with --config)")
-    ap.add_argument("--samples", type=int, default=40, help="training samples to decode (with --config)")
+    ap.add_argument("--samples", type=int, default=40, help="training samples to decode, at least one batch (with --config)")
     ap.add_argument("--workers", type=int, nargs="+", metavar="N",
                     help="with --config: also time real loader-fed steps with each of these loader worker counts, side by side")
     ap.add_argument("--rounds", type=int, default=2, help="rounds of the --workers comparison")
     a = ap.parse_args(argv)
+    if (a.workers or a.sets) and not a.config:
+        ap.error("--workers and --set need --config")
+    if a.workers and min(a.workers) < 0:
+        ap.error("--workers: worker counts are 0 or more")
     torch.set_num_threads(a.threads)
     if a.config:
         return bench_config(a.config, a.sets, a.samples, a.steps, a.workers, a.rounds)
