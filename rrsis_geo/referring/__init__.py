@@ -1,0 +1,1 @@
+"""Scene-level referring: expression analysis, candidates and their resolution."""
