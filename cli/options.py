@@ -29,7 +29,8 @@ assume_crs_opt = click.option(
 )
 
 tile_opt = click.option("--tile", type=click.IntRange(min=16), default=None,
-                        help="Tile side in pixels. Default: the model's input size.")
+                        help="Tile side in pixels. Default: the side that covers the ground of one of the model's "
+                             "training windows (from its file), else the model's input size.")
 overlap_opt = click.option("--overlap", type=click.IntRange(min=0), default=None,
                            help="Minimum overlap between neighbouring tiles in pixels. Default: tile/8.")
 

@@ -7,6 +7,8 @@ The engine knows nothing about BTDNet: it reads tiles, normalises them with the 
 
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -25,6 +27,8 @@ class ModelInfo:
     ``mean``/``std`` apply to pixel values already scaled to [0, 1] (scene-wide, by the engine).
     ``input_size`` is the tile side the model was trained at; the engine uses it as its default
     tile size. ``gsd_m`` is the ground resolution of the training data in metres, if known.
+    ``extra`` may describe the training pixels (see :func:`check_input_metadata`): ``radiometry``,
+    ``gsd_m_range`` and ``chip_px``.
     ``checksum`` identifies the exact weights (sha256 of a checkpoint file, or a description of
     how a preset's weights were made, e.g. ``"random-init:seed=0"``).
     """
@@ -45,6 +49,65 @@ class ModelInfo:
             n = len(getattr(self, name))
             if n not in (1, self.bands):
                 raise ModelError(f"model {self.model_id} has {n} {name} values for {self.bands} bands")
+        check_input_metadata({**self.extra, "gsd_m": self.gsd_m}, self.bands, f"model {self.model_id}")
+
+
+def _numbers(value, what: str, owner: str) -> list[float]:
+    """``value`` as a list of finite numbers, or a one-line :class:`ModelError`."""
+    values = value if isinstance(value, (list, tuple)) else [value]
+    if not values or not all(isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
+                             for v in values):
+        raise ModelError(f"{owner}: {what} must be finite numbers, got {value!r}")
+    return [float(v) for v in values]
+
+
+def _check_radiometry(radiometry, bands: int, owner: str) -> None:
+    if not isinstance(radiometry, dict) or not radiometry:
+        raise ModelError(f"{owner}: radiometry must map data types to {{lo, hi}}, got {radiometry!r}")
+    for dtype, entry in radiometry.items():
+        try:
+            kind = np.dtype(dtype).kind
+        except TypeError:
+            kind = None
+        if kind not in ("u", "i", "f") or not isinstance(entry, dict):
+            raise ModelError(f"{owner}: radiometry[{dtype!r}] must be a numeric data type with {{lo, hi}}")
+        ends = {}
+        for name in ("lo", "hi"):
+            ends[name] = _numbers(entry.get(name), f"radiometry[{dtype!r}].{name}", owner)
+            if len(ends[name]) not in (1, bands):
+                raise ModelError(f"{owner}: radiometry[{dtype!r}].{name} has {len(ends[name])} values for "
+                                 f"{bands} bands (give one per band, or one for all)")
+        if not np.all(np.asarray(ends["lo"]) < np.asarray(ends["hi"])):
+            raise ModelError(f"{owner}: radiometry[{dtype!r}] needs lo < hi in every band, "
+                             f"got lo {ends['lo']}, hi {ends['hi']}")
+
+
+def check_input_metadata(meta: dict, bands: int, owner: str) -> None:
+    """Check the metadata that describes a model's training pixels, where present; raise a
+    one-line :class:`ModelError` naming ``owner`` otherwise.
+
+    * ``radiometry``: ``{dtype: {"lo": [...], "hi": [...], "note": "..."}}``, the linear map of
+      raw values of that data type to [0, 1] that made the training pixels; ``lo``/``hi`` hold
+      one finite value per band (or one for all) with ``lo < hi``.
+    * ``gsd_m`` (metres per pixel) > 0; ``gsd_m_range`` ``[min, max]`` with ``0 < min <= max``,
+      holding ``gsd_m``.
+    * ``chip_px``: the side in pixels of the training windows before the model's resize, >= 1.
+    """
+    if meta.get("radiometry") is not None:
+        _check_radiometry(meta["radiometry"], bands, owner)
+    gsd = meta.get("gsd_m")
+    if gsd is not None and _numbers(gsd, "gsd_m", owner)[0] <= 0:
+        raise ModelError(f"{owner}: gsd_m must be > 0 metres, got {gsd!r}")
+    span = meta.get("gsd_m_range")
+    if span is not None:
+        values = _numbers(span, "gsd_m_range", owner)
+        if len(values) != 2 or not 0 < values[0] <= values[1]:
+            raise ModelError(f"{owner}: gsd_m_range must be [min, max] metres with 0 < min <= max, got {span!r}")
+        if gsd is not None and not values[0] <= gsd <= values[1]:
+            raise ModelError(f"{owner}: gsd_m {gsd} lies outside gsd_m_range {span}")
+    chip = meta.get("chip_px")
+    if chip is not None and (isinstance(chip, bool) or not isinstance(chip, numbers.Integral) or chip < 1):
+        raise ModelError(f"{owner}: chip_px must be a whole number of pixels >= 1, got {chip!r}")
 
 
 @runtime_checkable

@@ -302,6 +302,33 @@ class CustomGeoDataset(ReferringDataset):
         order = sorted(rasters_at, key=lambda g: (g is None, g or 0.0))
         return [{"gsd_m": g, "rasters": len(rasters_at[g]), "samples": samples_at[g]} for g in order]
 
+    @property
+    def chip_px(self) -> int | None:
+        """Side in pixels of the training windows before the model's resize: ``chip_size``, or in
+        whole-raster mode the lower median of the longer side of the samples' rasters."""
+        if self.raster_column is None:
+            return self.chip_size
+        sides = [max(self._rasters[r.extra["raster"]][3:5]) for r in self.records]
+        return int(statistics.median_low(sides)) if sides else None
+
+    def radiometry(self) -> dict:
+        """How :meth:`load_image` turns raw values into pixels, per data type of the samples'
+        rasters: ``{dtype: {"lo": [...], "hi": [...], "note": ...}}``, the linear map of raw values
+        to [0, 1] (one value per band)."""
+        n = len(self.bands)
+        out = {}
+        for dtype in sorted({self._rasters[r.extra["raster"]][6] for r in self.records}):
+            if dtype == "uint8" and self.value_scale is None:
+                hi, note = 255.0, "8-bit values as stored"
+            elif self.value_scale is not None:
+                hi, note = float(self.value_scale), f"value_scale {self.value_scale:g}"
+            elif np.issubdtype(np.dtype(dtype), np.integer):
+                hi, note = float(np.iinfo(dtype).max), f"the {dtype} maximum"
+            else:
+                hi, note = 1.0, "values in 0..1"
+            out[dtype] = {"lo": [0.0] * n, "hi": [hi] * n, "note": f"training data: {note}"}
+        return out
+
     def _negative_frame(self, rng, frames, i, vector_crs):
         """A frame (raster, window) of the same split that does not touch row ``i``'s target."""
         import geopandas as gpd

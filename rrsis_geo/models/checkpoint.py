@@ -11,6 +11,16 @@ holds one JSON string under the key ``"rrsis_geo"``::
 
 ``masker`` is the noun-phrase masker actually used ("auto" is resolved when saving).
 
+What the training pixels were, where known (checked when writing and loading by
+:func:`~rrsis_geo.predictor.check_input_metadata`; files without them load as before)::
+
+    "radiometry": {"uint8": {"lo": [0, 0, 0], "hi": [255, 255, 255], "note": "..."}, ...},
+    "gsd_m_range": [5.0, 10.0], "chip_px": 256
+
+``radiometry`` maps each source data type to the linear map of its raw values to [0, 1] that
+made the training pixels; ``gsd_m_range`` spans the training rasters' ground resolutions (metres
+per pixel) and ``chip_px`` is the side of the training windows before the model's resize.
+
 Compact checkpoints (written by :func:`~rrsis_geo.models.export.export_checkpoint`) may add:
 
 * ``"stored_dtype": "float16"``: floating tensors are stored in half precision (a few stay fp32);
@@ -128,7 +138,10 @@ def write_checkpoint_file(tensors: dict[str, torch.Tensor], header: dict, path: 
     file in the same folder, then ``os.replace``, so a failed write never leaves a half file."""
     from safetensors.torch import save_file
 
+    from rrsis_geo.predictor import check_input_metadata
+
     path = check_output_folder(path)
+    check_input_metadata(header, int(header["bands"]), str(path))
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
     os.close(fd)
     try:
@@ -244,11 +257,14 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
     from rrsis_geo.models.pretrained import _list
     from rrsis_geo.models.registry import build_model
 
+    from rrsis_geo.predictor import check_input_metadata
+
     meta = read_metadata(path)
     try:
         cfg = config_from_dict(meta["config"])
     except Exception as exc:
         raise CheckpointError(f"{path}: cannot rebuild the model from its config ({exc})") from exc
+    check_input_metadata(meta, cfg.vision.in_chans, str(path))
     model = build_model(cfg, pretrained=False, seed=0)
     tensors = load_file(str(path), device="cpu")
     for prefix, entry in (meta.get("base") or {}).items():

@@ -90,7 +90,8 @@ def info_from_model(model, model_id: str, checksum: str, meta: dict | None = Non
     cfg = model.cfg
     meta = meta or {}
     extra = {"preset": cfg.name, "architecture": "btdnet"}
-    for k in ("provenance", "training", "metrics"):
+    for k in ("provenance", "training", "metrics", "radiometry", "gsd_m_range", "chip_px", "vocabulary",
+              "presence"):
         if k in meta:
             extra[k] = meta[k]
     return ModelInfo(

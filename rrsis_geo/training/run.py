@@ -52,9 +52,26 @@ def build_datasets(cfg: dict, bundle: ModelBundle):
         "input_size": size, "gsd_m": getattr(train, "gsd_m", None), "dropped_unreadable": len(dropped),
         # every resolution the training samples have (custom data): gsd_m above is their lower median
         "gsd_m_values": train.gsd_values() if hasattr(train, "gsd_values") else None,
+        # how the training pixels were made (custom data): the window side and the value gains
+        "chip_px": getattr(train, "chip_px", None),
+        "radiometry": train.radiometry() if hasattr(train, "radiometry") else None,
+        # what the model learnt to find: the categories and the head nouns that named them
+        "vocabulary": training_vocabulary(train),
         "index_problems": len(train.problems) + (len(val.problems) if val is not None else 0),
     }
     return train, val, info
+
+
+def training_vocabulary(train) -> dict | None:
+    """The vocabulary (rrsis_geo.referring.vocabulary) of a training set's records, or None when
+    it has no categories."""
+    from rrsis_geo.referring.vocabulary import from_training
+
+    pairs = [(r.expression, r.category) for r in getattr(train, "records", []) if r.category]
+    if not pairs:
+        return None
+    vocab = from_training(pairs)
+    return vocab.as_dict(f"head nouns of {len(pairs)} training expressions") if vocab.categories else None
 
 
 def run_training(cfg: dict, bundle: ModelBundle | None = None, hooks=(), dist: DistInfo | None = None) -> dict:

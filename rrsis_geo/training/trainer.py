@@ -139,6 +139,23 @@ def freeze_parameters(model: torch.nn.Module, prefixes: list[str]) -> None:
             p.requires_grad_(False)
 
 
+def input_metadata(data_info: dict) -> dict:
+    """The checkpoint metadata that says what the training pixels were, from what the data
+    reports (``build_datasets``' info): ``gsd_m``; ``gsd_m_range`` when every sample's resolution
+    is known; ``chip_px``; ``radiometry``; ``vocabulary`` (the categories and nouns the training
+    expressions used). Keys the data cannot tell are left out."""
+    meta = {}
+    if data_info.get("gsd_m"):
+        meta["gsd_m"] = float(data_info["gsd_m"])
+    gsds = [v["gsd_m"] for v in data_info.get("gsd_m_values") or []]
+    if gsds and None not in gsds:
+        meta["gsd_m_range"] = [float(min(gsds)), float(max(gsds))]
+    for key in ("chip_px", "radiometry", "vocabulary"):
+        if data_info.get(key):
+            meta[key] = data_info[key]
+    return meta
+
+
 # -- the trainer ----------------------------------------------------------------------------
 
 
@@ -256,9 +273,7 @@ class Trainer:
             "metrics_per_category": (metrics or {}).get("per_category", {}),
             "config": self.cfg,
         }
-        meta = {"training": training, "metrics": training["metrics"]}
-        if self.data_info.get("gsd_m"):
-            meta["gsd_m"] = float(self.data_info["gsd_m"])
+        meta = {"training": training, "metrics": training["metrics"], **input_metadata(self.data_info)}
         atomic_write(self.out_dir / name, lambda tmp: self.bundle.save(self.module, tmp, **meta))
 
     def _category_weights(self, power: float):

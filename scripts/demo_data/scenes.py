@@ -16,6 +16,8 @@ from scripts.demo_data.labels import SceneRules
 from scripts.demo_data.layout import split_by_cells
 
 ROOT = Path(__file__).resolve().parents[2]
+# Sentinel-2 L1C values (reflectance x 10000) that become 255 in the chips, per band
+S2_FULL_SCALE = {"red": 2000, "green": 2000, "blue": 2000, "nir": 5000}
 
 
 @dataclass
@@ -77,7 +79,7 @@ def sentinel2_coast() -> Scene | None:
             transform, crs = src.transform, src.crs
     f = {k: v.astype(np.float64) / 10000.0 for k, v in arrs.items()}  # L1C reflectance x 10000
     valid = arrs["nir"] > 0
-    gain = {"red": 255 / 2000, "green": 255 / 2000, "blue": 255 / 2000, "nir": 255 / 5000}
+    gain = {k: 255 / v for k, v in S2_FULL_SCALE.items()}
     rgbn8 = np.stack([np.clip(np.round(arrs[k] * gain[k]), 0, 255).astype(np.uint8) for k in ("red", "green", "blue", "nir")])
     rules = SceneRules(
         name="s2", ndwi_min=0.3, nir_max=0.05, land_nir_min=0.055, river_max_iso=0.1, sea_name="sea", ndvi_field_min=0.55, green_field_min=0.08, field_smooth_px=5, field_min_area_px=150, field_min_solidity=0.75,

@@ -254,3 +254,33 @@ def test_each_sample_carries_its_rasters_resolution(custom_root):
     assert len(coarse) == 1 and ds[coarse[0]]["mask"].sum() == 100  # 60 m x 60 m at 6 m
     ds.records = [ds.records[i] for i in coarse]  # what limit_train / drop_unreadable do
     assert ds.gsd_m == 6.0 and ds.gsd_values() == [{"gsd_m": 6.0, "rasters": 1, "samples": 1}]
+
+
+def test_radiometry_record_is_the_map_load_image_applies(custom_root):
+    """What a checkpoint records about its training pixels: per data type, the linear map of raw
+    values to [0, 1] that the samples went through (to within one 8-bit step), and the window side."""
+    from rasterio.windows import Window
+
+    root, truth = custom_root
+    with rasterio.open(root / "scene.tif") as src:
+        profile, data = src.profile, src.read()
+    assert _open(root).radiometry() == {"uint8": {"lo": [0.0] * 3, "hi": [255.0] * 3,
+                                                  "note": "training data: 8-bit values as stored"}}
+    raw16 = data.astype(np.uint16) * 13 + 7  # up to 3322
+    with rasterio.open(root / "a_uint16.tif", "w", **dict(profile, dtype="uint16")) as dst:  # rows land here first
+        dst.write(raw16)
+    assert _open(root).radiometry()["uint16"]["hi"] == [65535.0] * 3
+    ds = _open(root, splits=("train", "val", "test"), val_fraction=0.0, value_scale=3000)
+    record = ds.radiometry()
+    assert list(record) == ["uint16"] and record["uint16"]["lo"] == [0.0] * 3 and record["uint16"]["hi"] == [3000.0] * 3
+    lo, hi = np.array(record["uint16"]["lo"])[:, None, None], np.array(record["uint16"]["hi"])[:, None, None]
+    with rasterio.open(root / "a_uint16.tif") as src:
+        for i, rec in enumerate(ds.records):
+            w = rec.extra["window"]
+            raw = src.read(window=Window(w.col_off, w.row_off, w.size, w.size), boundless=True, fill_value=0)
+            expected = np.clip((raw - lo) / (hi - lo), 0, 1)
+            assert np.abs(ds[i]["image"].numpy() - expected).max() <= 1 / 255 + 1e-6
+    assert ds.chip_px == 16
+    (root / "a_uint16.tif").unlink()
+    _rewrite_vector(root, raster=["scene.tif"] * 5)
+    assert _open(root, raster_column="raster").chip_px == 96  # whole-raster frames: the raster's side

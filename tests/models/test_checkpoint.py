@@ -249,3 +249,51 @@ def test_update_metadata_sets_threshold_and_keeps_tensors(tmp_path, ckpt):
     assert load_predictor(str(out), device="cpu").info.threshold == 0.2
     update_metadata(out, out, threshold=0.3)  # in place, atomically
     assert read_metadata(out)["threshold"] == 0.3 and not [p for p in tmp_path.iterdir() if p.suffix == ".tmp"]
+
+
+# -- what the training pixels were (radiometry, ground resolution, window size) ----------------
+
+INPUTS = {"radiometry": {"uint8": {"lo": [0.0], "hi": [255.0], "note": "8-bit as stored"},
+                         "uint16": {"lo": [0.0] * 3, "hi": [2000.0, 2000.0, 5000.0], "note": "reflectance x 10000"}},
+          "gsd_m_range": [0.5, 2.0], "chip_px": 96}
+
+
+def test_training_inputs_round_trip_to_the_engine(tmp_path, small_model, ckpt, pred):
+    path = save_checkpoint(small_model, tmp_path / "r.safetensors", gsd_m=0.5, **INPUTS)
+    meta = read_metadata(path)
+    assert {k: meta[k] for k in INPUTS} == INPUTS
+    info = load_predictor(str(path), device="cpu").info
+    assert {k: info.extra[k] for k in INPUTS} == INPUTS and info.gsd_m == 0.5
+    assert not set(INPUTS) & set(pred.info.extra)  # a file without them loads as before
+    from rrsis_geo.models.checkpoint import update_metadata
+
+    added = update_metadata(ckpt, tmp_path / "added.safetensors", **INPUTS)  # recorded afterwards
+    assert {k: read_metadata(added)[k] for k in INPUTS} == INPUTS
+    with pytest.raises(ModelError, match="chip_px must be"):
+        update_metadata(ckpt, tmp_path / "worse.safetensors", chip_px=-1)
+
+
+@pytest.mark.parametrize("bad,match", [
+    ({"radiometry": {"uint16": {"lo": [0.0], "hi": [1.0] * 4}}}, r"radiometry\['uint16'\]\.hi has 4 values for 3 bands"),
+    ({"radiometry": {"uint16": {"lo": [5.0], "hi": [5.0]}}}, r"radiometry\['uint16'\] needs lo < hi"),
+    ({"radiometry": {"uint16": {"lo": [0.0], "hi": [float("inf")]}}}, "must be finite numbers"),
+    ({"gsd_m_range": [1.0, 0.5]}, r"gsd_m_range must be \[min, max\] metres with 0 < min <= max"),
+    ({"gsd_m_range": [1.0, 2.0]}, r"gsd_m 0.5 lies outside gsd_m_range \[1.0, 2.0\]"),
+    ({"chip_px": 0}, "chip_px must be a whole number of pixels >= 1"),
+])
+def test_bad_training_inputs_refused_in_one_line(tmp_path, small_model, ckpt, bad, match):
+    """Refused when written (no file appears) and, in a file written by other means, when loaded."""
+    with pytest.raises(ModelError, match=match) as err:
+        save_checkpoint(small_model, tmp_path / "bad.safetensors", gsd_m=0.5, **bad)
+    assert "\n" not in str(err.value) and not (tmp_path / "bad.safetensors").exists()
+
+    def edit(m):
+        header = json.loads(m["rrsis_geo"])
+        header.update(bad)
+        return {**m, "rrsis_geo": json.dumps(header)}
+
+    edited = rewrite(ckpt, tmp_path / "edited.safetensors", meta=edit)
+    for load in (load_checkpoint, lambda p: load_predictor(str(p), device="cpu")):
+        with pytest.raises(ModelError, match=match) as err:
+            load(edited)
+        assert "\n" not in str(err.value) and str(edited) in str(err.value)

@@ -38,6 +38,10 @@ def test_the_demo_model_ships_and_is_the_default():
     # it stores only what training changed: the frozen text encoder comes from its package
     assert set(meta["base"]) == {"text."}
     assert SHIPPED[DEFAULT_MODEL].path.stat().st_size < 40e6
+    # how its training pixels were made: the engine scales and tiles scenes to match
+    assert meta["radiometry"]["uint8"]["hi"] == [255.0] * 4 and meta["radiometry"]["uint16"]["lo"] == [0.0] * 4
+    assert meta["radiometry"]["uint16"]["hi"] == [2000.0, 2000.0, 2000.0, 5000.0]  # Sentinel-2 L1C x 10000
+    assert meta["gsd_m_range"] == [5.0, 10.0] and meta["gsd_m"] == 10.0 and meta["chip_px"] == 256
 
 
 def test_a_missing_shipped_file_is_a_one_line_error(tmp_path, monkeypatch):

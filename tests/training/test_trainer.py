@@ -192,7 +192,21 @@ def test_trains_on_custom_geotiff_data(tmp_path):
     with safe_open(str(tmp_path / "run" / "last.safetensors"), "pt") as f:
         meta = json.loads(f.metadata()["rrsis_meta"])
     assert meta["gsd_m"] == 2.0  # the raster's pixel size, in metres
+    # what the training pixels were: the engine scales and tiles scenes to match
+    assert meta["gsd_m_range"] == [2.0, 2.0] and meta["chip_px"] == 16
+    assert meta["radiometry"] == {"uint8": {"lo": [0.0] * 3, "hi": [255.0] * 3, "note": "training data: 8-bit values as stored"}}
     assert meta["training"]["data"]["train_samples"] >= 2 and result["history"][0]["n"] >= 1
+
+
+def test_input_metadata_records_only_what_the_data_knows():
+    from rrsis_geo.training.trainer import input_metadata
+
+    radiometry = {"uint16": {"lo": [0.0], "hi": [3000.0], "note": "value_scale 3000"}}
+    info = {"gsd_m": 5.0, "gsd_m_values": [{"gsd_m": 5.0}, {"gsd_m": 10.0}], "chip_px": 256, "radiometry": radiometry}
+    assert input_metadata(info) == {"gsd_m": 5.0, "gsd_m_range": [5.0, 10.0], "chip_px": 256, "radiometry": radiometry}
+    partly = {"gsd_m": 5.0, "gsd_m_values": [{"gsd_m": 5.0}, {"gsd_m": None}], "chip_px": None, "radiometry": None}
+    assert input_metadata(partly) == {"gsd_m": 5.0}  # a raster of unknown resolution: no range
+    assert input_metadata({"gsd_m": None, "gsd_m_values": None}) == {}  # e.g. RRSIS-D
 
 
 def test_accumulation_matches_full_batch(make_cfg):
