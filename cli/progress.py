@@ -6,7 +6,8 @@ stdout:
 - ``{"event": "start", "run_id", "scene", "expression", "tiles", "model", "resumed_from_row"}``
 - ``{"event": "progress", "stage": "predict"|"vectorize"|"write", "done", "total", "percent"}``
 - ``{"event": "log", "level": "info"|"warning", "message"}``
-- ``{"event": "done", "output", "prob", "manifest", "features", "seconds"}``
+- ``{"event": "done", "output", "prob", "manifest", "features", "seconds", "mode"}``; scene-level
+  runs add ``answer_features``, ``candidates``, ``candidates_output``, ``rule`` and ``abstained``
 - ``{"event": "error", "message", "exit_code"}`` (the message is also printed on stderr)
 """
 

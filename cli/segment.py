@@ -52,9 +52,19 @@ from cli.options import (
               help="Only look inside these polygons (any vector file).")
 @click.option("--window", type=click.Choice(list(WINDOWS)), default=DEFAULT_WINDOW,
               show_default=True, help="Blending window in tile overlaps.")
+@click.option("--per-tile", is_flag=True,
+              help="Every object any tile finds, with no scene-level choice (category mapping: "
+              "\"all the fields\" as a map).")
 @click.option("--whole-scene", is_flag=True,
               help="Resample the whole scene to the model's input and predict once (for scenes of "
-              "about one tile, where positions like 'north-west' refer to the whole scene).")
+              "about one tile).")
+@click.option("--candidates", "candidates_path", default=None, type=click.Path(dir_okay=False),
+              help="Also write every candidate the answer was chosen from (a .gpkg output holds them "
+              "as its 'candidates' layer anyway).")
+@click.option("--presence", type=click.FloatRange(0, 1), default=None,
+              help="Lowest peak probability of a candidate that counts as present (default: the model's).")
+@click.option("--force", is_flag=True,
+              help="Answer even when the sentence names something the model was not trained to find.")
 @click.option("--source-label", default=None, metavar="TEXT",
               help="What the features' `source` attribute records instead of the scene path "
               "(e.g. the original layer when SCENE is a temporary export).")
@@ -66,9 +76,14 @@ from cli.options import (
 def segment(scene, expression, output, model, device, progress, verbose, quiet, **opts):
     """Find the object EXPRESSION describes in SCENE (a GeoTIFF) and write its polygons.
 
+    By default the sentence is answered in the frame of the whole scene: the model maps the
+    objects of the kind it names, and size, position and relation words ("the largest",
+    "in the north-west", "east of the river") choose among them. A .gpkg output holds the
+    layers 'answer' and 'candidates'.
+
     \b
     Example:
-      rrsis segment scene.tif "the bridge over the river" -o bridge.gpkg
+      rrsis segment scene.tif "the largest lake in the north-west" -o lake.gpkg
     """
     setup_logging(verbose, quiet)
     from cli.progress import Reporter
@@ -87,12 +102,26 @@ def segment(scene, expression, output, model, device, progress, verbose, quiet, 
         raise
     reporter.close()
     done = {"event": "done", "output": result.output, "prob": result.prob,
-            "manifest": result.manifest, "features": result.features, "seconds": result.seconds}
+            "manifest": result.manifest, "features": result.features, "seconds": result.seconds,
+            "mode": result.mode}
+    if result.mode == "scene":
+        done.update(answer_features=result.answer_features, candidates=result.candidates,
+                    candidates_output=result.candidates_output, rule=result.rule, abstained=result.abstained)
     if progress == "json":
         reporter(done)
     elif not quiet:
-        click.echo(f"{result.features} feature{'s' if result.features != 1 else ''} -> {result.output} "
-                   f"({result.tiles_predicted} tiles, {result.seconds:.1f} s)", err=True)
+        tiles = f"{result.tiles_predicted} tile{'s' if result.tiles_predicted != 1 else ''}"
+        if result.mode == "scene":
+            what = "no answer" if result.abstained else f"answer: {_n(result.answer_features, 'feature')}"
+            click.echo(f"{what} ({result.rule}); {_n(result.candidates, 'candidate')} -> {result.output} "
+                       f"({tiles}, {result.seconds:.1f} s)", err=True)
+        else:
+            click.echo(f"{_n(result.features, 'feature')} -> {result.output} ({tiles}, {result.seconds:.1f} s)",
+                       err=True)
+
+
+def _n(count: int, noun: str) -> str:
+    return f"{count} {noun}{'s' if count != 1 else ''}"
 
 
 def _interrupt(signum, frame):

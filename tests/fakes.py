@@ -87,3 +87,31 @@ class FailingModel(PointwiseModel):
         if len(self.calls) >= self.after:
             raise self.exc("boom")
         return super().predict(tiles, encoded)
+
+
+class CategoryModel(PointwiseModel):
+    """A referring model whose category maps are known: p = 0.9 where the band its phrase names
+    is above ``level`` (``bands_by_word``: "lake" -> band 0, "river" -> band 1), else 0.05.
+    Its vocabulary (lake, river; "all the lakes" / "all the rivers") is in its metadata, as a
+    trained checkpoint's is. It records every phrase it is asked."""
+
+    def __init__(self, level: float = 0.5, bands_by_word=None, **kw):
+        super().__init__(**kw)
+        self.level = level
+        self.bands_by_word = bands_by_word or {"lake": 0, "river": 1}
+        vocab = {"categories": {w: {"nouns": [w, "pond"] if w == "lake" else [w], "prompt": f"all the {w}s"}
+                                for w in self.bands_by_word}}
+        self.info = ModelInfo(model_id="fake-category", checksum="fake", input_size=self.info.input_size,
+                              bands=self.info.bands, mean=self.info.mean, std=self.info.std,
+                              extra={"vocabulary": vocab})
+        self.phrases: list[tuple[str, int]] = []  # (phrase, tiles asked)
+
+    def predict(self, tiles, encoded):
+        self.calls.append(tiles.copy())
+        phrase = encoded["expression"]
+        self.phrases.append((phrase, len(tiles)))
+        band = next((b for w, b in self.bands_by_word.items() if w in phrase), None)
+        if band is None:
+            return np.full(tiles[:, 0].shape, 0.05, dtype=np.float32)
+        raw = tiles[:, band] * self.info.std[band] + self.info.mean[band]
+        return np.where(raw > self.level, 0.9, 0.05).astype(np.float32)

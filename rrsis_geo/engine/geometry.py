@@ -7,6 +7,7 @@ ellipsoid (pyproj.Geod) and simplify in the local UTM zone, so ``--min-area`` an
 
 from __future__ import annotations
 
+import numpy as np
 import shapely
 from pyproj import CRS, Transformer
 from pyproj.aoi import AreaOfInterest
@@ -57,3 +58,10 @@ class MetricContext:
             local = shp_transform(self._fwd, geom).simplify(tolerance_m, preserve_topology=True)
             return shp_transform(self._inv, local)
         return geom.simplify(tolerance_m / self.unit_m, preserve_topology=True)
+
+    def to_metric(self, geom: shapely.Geometry) -> shapely.Geometry:
+        """The geometry in a local frame measured in metres (x east, y north): the CRS's own axes
+        scaled by its unit, or the local UTM zone for a geographic CRS."""
+        if self.geographic:
+            return shapely.transform(geom, lambda xy: np.column_stack(self._fwd(xy[:, 0], xy[:, 1])))
+        return shapely.transform(geom, lambda xy: xy * self.unit_m)

@@ -44,6 +44,24 @@ SCHEMA: dict[str, str] = {
 }
 
 
+# Scene-level runs: the answer and candidates layers add what the resolver measured and chose.
+CANDIDATE_SCHEMA: dict[str, str] = {
+    **SCHEMA,
+    "rank": "int64",
+    "selected": "int64",
+    "glance": "float64",
+    "length_m": "float64",
+    "width_m": "float64",
+    "elongation": "float64",
+    "u": "float64",
+    "v": "float64",
+    "rule": "object",
+}
+# GeoPackage layer names of a scene-level run.
+ANSWER_LAYER, CANDIDATES_LAYER = "answer", "candidates"
+MULTI_LAYER_EXTENSIONS = (".gpkg",)
+
+
 def manifest_path(output: str) -> str:
     return output + ".manifest.json"
 
@@ -120,17 +138,21 @@ class PendingFile:
                 pass
 
 
-def features_frame(records: list[dict], crs) -> gpd.GeoDataFrame:
-    """A GeoDataFrame with the fixed schema, also when ``records`` is empty."""
+def features_frame(records: list[dict], crs, schema: dict[str, str] = SCHEMA) -> gpd.GeoDataFrame:
+    """A GeoDataFrame with a fixed schema, also when ``records`` is empty."""
     columns = {
-        name: pd.Series([r[name] for r in records], dtype=dtype) for name, dtype in SCHEMA.items()
+        name: pd.Series([r[name] for r in records], dtype=dtype) for name, dtype in schema.items()
     }
     geoms = gpd.GeoSeries([r["geometry"] for r in records], crs=crs)
     return gpd.GeoDataFrame(columns, geometry=geoms, crs=crs)
 
 
-def write_vector(frame: gpd.GeoDataFrame, path: str) -> PendingFile:
-    """Write ``frame`` to a temporary sibling of ``path``; return it pending commit."""
+def write_vector(frame: gpd.GeoDataFrame, path: str, layers: dict[str, gpd.GeoDataFrame] | None = None
+                 ) -> PendingFile:
+    """Write ``frame`` to a temporary sibling of ``path``; return it pending commit.
+
+    ``layers`` (GeoPackage only) writes these named layers instead, in order, into the one file.
+    """
     ext = os.path.splitext(path)[1].lower()
     kind, driver = VECTOR_FORMATS[ext]
     temp = temp_sibling(path)
@@ -138,9 +160,10 @@ def write_vector(frame: gpd.GeoDataFrame, path: str) -> PendingFile:
         if kind == "parquet":
             frame.to_parquet(temp, index=False)
             return PendingFile(temp, path)
-        types = set(frame.geom_type.dropna()) if len(frame) else set()
-        gtype = "MultiPolygon" if "MultiPolygon" in types else "Polygon"
-        frame.to_file(temp, driver=driver, engine="pyogrio", geometry_type=gtype, layer=_layer(path, ext))
+        for name, part in (layers or {_layer(path, ext): frame}).items():
+            types = set(part.geom_type.dropna()) if len(part) else set()
+            gtype = "MultiPolygon" if "MultiPolygon" in types else "Polygon"
+            part.to_file(temp, driver=driver, engine="pyogrio", geometry_type=gtype, layer=name)
         if ext == ".shp":
             stem = os.path.splitext(temp)[0]
             parts = tuple(s for s in SHAPEFILE_SIDECARS if os.path.exists(stem + s))

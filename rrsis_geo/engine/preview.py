@@ -19,8 +19,11 @@ from rrsis_geo.engine.output import PendingFile, temp_sibling
 
 
 def render_preview(scene_path: str, bands: tuple[int, ...], frame, path: str, title: str = "",
-                   max_side: int = 1200, min_side: int = 768) -> PendingFile:
-    """Draw ``frame``'s polygons (in the scene's CRS) over the scene; return the pending PNG."""
+                   max_side: int = 1200, min_side: int = 768, faint=None) -> PendingFile:
+    """Draw ``frame``'s polygons (in the scene's CRS) over the scene; return the pending PNG.
+
+    ``faint``: more polygons drawn first as thin cyan outlines (a scene-level run's candidates).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -58,16 +61,19 @@ def render_preview(scene_path: str, bands: tuple[int, ...], frame, path: str, ti
         rows = (inv.d * c[:, 0] + inv.e * c[:, 1] + inv.f) / sy
         return np.column_stack([cols, rows])
 
-    for geom in frame.geometry:
-        for poly in getattr(geom, "geoms", [geom]):
-            rings = [poly.exterior, *poly.interiors]
-            verts, codes = [], []
-            for ring in rings:
-                pts = to_px(ring.coords)
-                verts.extend(pts)
-                codes.extend([MplPath.MOVETO] + [MplPath.LINETO] * (len(pts) - 2) + [MplPath.CLOSEPOLY])
-            ax.add_patch(PathPatch(MplPath(verts, codes), facecolor=(1, 0.2, 0.1, 0.35),
-                                   edgecolor=(1, 0.9, 0.1, 1.0), linewidth=1.2))
+    def draw(geoms, **style):
+        for geom in geoms:
+            for poly in getattr(geom, "geoms", [geom]):
+                verts, codes = [], []
+                for ring in [poly.exterior, *poly.interiors]:
+                    pts = to_px(ring.coords)
+                    verts.extend(pts)
+                    codes.extend([MplPath.MOVETO] + [MplPath.LINETO] * (len(pts) - 2) + [MplPath.CLOSEPOLY])
+                ax.add_patch(PathPatch(MplPath(verts, codes), **style))
+
+    if faint is not None:
+        draw(faint.geometry, facecolor="none", edgecolor=(0.3, 0.9, 1.0, 0.8), linewidth=0.7)
+    draw(frame.geometry, facecolor=(1, 0.2, 0.1, 0.35), edgecolor=(1, 0.9, 0.1, 1.0), linewidth=1.2)
     if title:
         ax.text(8, 16, title, color="white", fontsize=11, va="top",
                 bbox={"facecolor": "black", "alpha": 0.6, "pad": 4, "edgecolor": "none"})

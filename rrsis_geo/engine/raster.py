@@ -3,7 +3,8 @@
 Everything the engine reads goes through here: the checks that turn a bad input into one clear
 :class:`RasterError`, band selection, the validity mask (nodata values, alpha bands, internal
 GDAL masks, NaN, an optional area of interest), and one scene-wide value scaling (never per
-tile), followed by the model's mean/std normalisation.
+tile: the gains the model's training pixels were made with where its checkpoint records them,
+else the scene's own statistics), followed by the model's mean/std normalisation.
 """
 
 from __future__ import annotations
@@ -28,6 +29,10 @@ SUPPORTED_DTYPES = ("uint8", "int8", "uint16", "int16", "uint32", "int32", "floa
 STRETCH_PERCENTILES = (2.0, 98.0)
 # Longest side of the decimated read used for scene statistics.
 STATS_MAX_SIDE = 1024
+# A band is far from a model's training values when more than this share of its pixels reach the
+# training maximum, or when its 98th percentile maps below DARK_P98 of the training range.
+CLIP_SHARE = 0.25
+DARK_P98 = 0.05
 
 
 @dataclass(frozen=True)
@@ -217,6 +222,18 @@ def valid_mask(ds, bands: tuple[int, ...], window: Window, data: np.ndarray | No
     return valid
 
 
+def _sample_values(ds, info: SceneInfo) -> list[np.ndarray]:
+    """The valid, finite values of each selected band in one decimated read of the whole scene
+    (at most ``STATS_MAX_SIDE`` pixels a side; overviews are used when present)."""
+    scale = max(info.width, info.height) / STATS_MAX_SIDE
+    shape = (max(1, math.ceil(info.height / max(scale, 1))), max(1, math.ceil(info.width / max(scale, 1))))
+    unique = list(dict.fromkeys(info.bands))
+    data = ds.read(unique, out_shape=(len(unique), *shape), resampling=Resampling.nearest)
+    masks = ds.read_masks(unique, out_shape=(len(unique), *shape), resampling=Resampling.nearest)
+    picks = [unique.index(b) for b in info.bands]
+    return [data[i][(masks[i] > 0) & np.isfinite(data[i])] for i in picks]
+
+
 def compute_scaling(ds, info: SceneInfo, percentiles=STRETCH_PERCENTILES) -> BandScaling:
     """One scaling for the whole scene.
 
@@ -227,15 +244,8 @@ def compute_scaling(ds, info: SceneInfo, percentiles=STRETCH_PERCENTILES) -> Ban
     if info.dtype == "uint8":
         n = len(info.bands)
         return BandScaling(lo=(0.0,) * n, hi=(255.0,) * n, method="uint8")
-    scale = max(info.width, info.height) / STATS_MAX_SIDE
-    shape = (max(1, math.ceil(info.height / max(scale, 1))), max(1, math.ceil(info.width / max(scale, 1))))
-    unique = list(dict.fromkeys(info.bands))
-    data = ds.read(unique, out_shape=(len(unique), *shape), resampling=Resampling.nearest)
-    masks = ds.read_masks(unique, out_shape=(len(unique), *shape), resampling=Resampling.nearest)
     lo, hi = [], []
-    for b in info.bands:
-        i = unique.index(b)
-        vals = data[i][(masks[i] > 0) & np.isfinite(data[i])]
+    for vals in _sample_values(ds, info):
         if vals.size == 0:
             lo.append(0.0)
             hi.append(1.0)
@@ -250,15 +260,73 @@ def compute_scaling(ds, info: SceneInfo, percentiles=STRETCH_PERCENTILES) -> Ban
     return BandScaling(lo=tuple(lo), hi=tuple(hi), method=f"percentile{percentiles[0]:g}-{percentiles[1]:g}")
 
 
+def _per_band(values, n: int) -> tuple[float, ...]:
+    """One float per band: a single value is repeated for all ``n``."""
+    values = [float(v) for v in (values if isinstance(values, (list, tuple)) else [values])]
+    return tuple(values * n if len(values) == 1 else values)
+
+
 def scaling_from_model(extra: dict, nbands: int) -> BandScaling | None:
     """A scaling stored in a checkpoint's metadata (``value_range: {lo: [...], hi: [...]}``)."""
     vr = (extra or {}).get("value_range")
     if not vr:
         return None
-    lo, hi = list(vr["lo"]), list(vr["hi"])
-    if len(lo) == 1:
-        lo, hi = lo * nbands, hi * nbands
-    return BandScaling(lo=tuple(map(float, lo)), hi=tuple(map(float, hi)), method="checkpoint")
+    return BandScaling(lo=_per_band(vr["lo"], nbands), hi=_per_band(vr["hi"], nbands), method="checkpoint")
+
+
+def radiometry_mismatch(values: list[np.ndarray], info: SceneInfo, scaling: BandScaling,
+                        note: str | None = None) -> str | None:
+    """A one-line warning when a band of the scene lies far outside the training values
+    ``scaling`` describes, else None.
+
+    ``values`` are each selected band's valid values (:func:`_sample_values`). A band is far off
+    when more than ``CLIP_SHARE`` of its pixels reach the training maximum, or when its 98th
+    percentile maps below ``DARK_P98`` of the training range.
+    """
+    problems = []
+    for i, (band, vals) in enumerate(zip(info.bands, values)):
+        if vals.size == 0:
+            continue
+        lo, hi = scaling.lo[i], scaling.hi[i]
+        clipped = np.count_nonzero(vals >= hi) / vals.size
+        if clipped > CLIP_SHARE:
+            problems.append(f"band {band}: {clipped * 100:.0f} % of its pixels are at or above the training "
+                            f"maximum {hi:g}")
+        elif (np.percentile(vals.astype(np.float64), 98) - lo) / (hi - lo) < DARK_P98:
+            problems.append(f"band {band}: 98 % of its pixels lie in the lowest {DARK_P98 * 100:g} % "
+                            f"of the training range {lo:g}..{hi:g}")
+    if not problems:
+        return None
+    trained = f" ({note})" if note else ""
+    return (f"this {info.dtype} scene is far from the values the model was trained on{trained}: "
+            f"{'; '.join(problems)}. Check that --bands picks the model's bands in order, or rescale "
+            "the scene to the training values")
+
+
+def scene_scaling(ds, info: SceneInfo, extra: dict | None) -> tuple[BandScaling, str | None]:
+    """The scene-wide scaling for a model, and a one-line warning when the scene does not match
+    how the model's training pixels were made (else None).
+
+    In order: the model's fixed ``value_range`` (any data type); its ``radiometry`` entry for the
+    scene's data type (method ``checkpoint:<dtype>``), checked against the scene's values; else
+    :func:`compute_scaling`, with a warning for a non-8-bit scene of a data type the model's
+    ``radiometry`` does not record.
+    """
+    n = len(info.bands)
+    fixed = scaling_from_model(extra, n)
+    if fixed is not None:
+        return fixed, None
+    radiometry = (extra or {}).get("radiometry") or {}
+    entry = radiometry.get(info.dtype)
+    if entry is None:
+        warning = None
+        if radiometry and info.dtype != "uint8":
+            p_lo, p_hi = STRETCH_PERCENTILES
+            warning = (f"the model was trained on {', '.join(sorted(radiometry))} data; this {info.dtype} scene "
+                       f"is stretched to its own {p_lo:g}-{p_hi:g} % range instead, so results may be poor")
+        return compute_scaling(ds, info), warning
+    scaling = BandScaling(lo=_per_band(entry["lo"], n), hi=_per_band(entry["hi"], n), method=f"checkpoint:{info.dtype}")
+    return scaling, radiometry_mismatch(_sample_values(ds, info), info, scaling, entry.get("note"))
 
 
 class TileReader:
@@ -352,6 +420,18 @@ class TileReader:
         self._load_strip(y0, y1)
         valid = self._strip[3]
         return np.ones((y1 - y0, self.info.width), dtype=bool) if valid is None else valid
+
+    def valid_resampled(self, size: int) -> np.ndarray:
+        """Validity of the whole scene on a ``size x size`` grid (nearest), AOI included."""
+        shape = (len(self.unique), size, size)
+        valid = np.all(self.ds.read_masks(self.unique, out_shape=shape, resampling=Resampling.nearest) > 0,
+                       axis=0)
+        if self.is_float:
+            data = self.ds.read(self.unique, out_shape=shape, resampling=Resampling.nearest)
+            valid &= np.all(np.isfinite(data), axis=0)
+        if self.aoi_mask_fn is not None:
+            valid &= self.aoi_mask_fn(Window(0, 0, self.info.width, self.info.height), out_shape=(size, size))
+        return valid
 
     def read_resampled(self, size: int) -> np.ndarray:
         """The whole scene resampled (bilinear) to ``size x size``, normalised: float32

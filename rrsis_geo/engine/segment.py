@@ -32,6 +32,9 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import rasterio
 import rasterio.shutil
+import shapely
+import shapely.affinity
+from affine import Affine
 from rasterio.windows import Window
 
 from rrsis_geo import __version__
@@ -42,11 +45,11 @@ from rrsis_geo.engine.geometry import MetricContext
 from rrsis_geo.engine.raster import (
     SceneInfo,
     TileReader,
-    compute_scaling,
     open_scene,
     parse_crs,
-    scaling_from_model,
+    scene_scaling,
 )
+from rrsis_geo.engine.resolution import training_tile
 from rrsis_geo.engine.tiling import (
     Tile,
     axis_plan,
@@ -56,11 +59,18 @@ from rrsis_geo.engine.tiling import (
     validate_tiling,
 )
 from rrsis_geo.engine.vectorize import SeamMerger, to_crs_geometry
-from rrsis_geo.engine.whole_scene import check_whole_scene, predict_whole_scene
+from rrsis_geo.engine.whole_scene import check_whole_scene, glance_scene, predict_whole_scene
 from rrsis_geo.errors import Cancelled, ExpressionError, InputError, ModelError, OutputError
 from rrsis_geo.predictor import Predictor
+from rrsis_geo.referring import vocabulary
+from rrsis_geo.referring.answer import answer_records, candidate_records
+from rrsis_geo.referring.candidates import Frame, add_glance_support, build_candidates
+from rrsis_geo.referring.plan import ScenePlan, plan_query
+from rrsis_geo.referring.resolve import Resolution, resolve
 
 Progress = Callable[[dict], None]
+# Scene-level runs ignore specks smaller than this many pixels unless the checkpoint says otherwise.
+MIN_CANDIDATE_PX = 16
 
 
 @dataclass(frozen=True)
@@ -88,6 +98,10 @@ class SegmentOptions:
     strip_rows: int = 512
     resume: bool = True
     whole_scene: bool = False
+    per_tile: bool = False
+    force: bool = False
+    candidates_path: str | None = None
+    presence: float | None = None
     source_label: str | None = None
     prefetch: int = 2
     readers: int = 2
@@ -105,6 +119,20 @@ class SegmentResult:
     tiles_predicted: int
     tiles_skipped: int
     resumed_from_row: int = 0
+    mode: str = "scene"
+    answer_features: int | None = None  # scene mode: features in the answer layer
+    candidates: int | None = None  # scene mode: features in the candidates layer
+    candidates_output: str | None = None
+    rule: str | None = None
+    abstained: bool = False
+
+
+def mode_of(options: SegmentOptions) -> str:
+    """``scene`` (the default: one referent resolved in the scene frame), ``per-tile`` (every object
+    each tile finds: category mapping) or ``whole-scene`` (one model call on the resampled scene)."""
+    if options.whole_scene and options.per_tile:
+        raise InputError("--whole-scene and --per-tile exclude each other; choose one")
+    return "whole-scene" if options.whole_scene else ("per-tile" if options.per_tile else "scene")
 
 
 def check_expression(expression: str) -> str:
@@ -121,7 +149,16 @@ def preflight(scene, expression: str, output: str, options: SegmentOptions,
     exist. Returns the opened scene's :class:`SceneInfo`; raises an :class:`InputError` subclass.
     """
     check_expression(expression)
+    mode = mode_of(options)
     out.check_vector_output(os.fspath(output), options.overwrite)
+    if options.candidates_path:
+        if mode != "scene":
+            raise InputError("--candidates is for scene-level runs; drop it with --per-tile or --whole-scene")
+        out.check_vector_output(options.candidates_path, options.overwrite)
+        if os.path.abspath(options.candidates_path) == os.path.abspath(output):
+            raise InputError("--candidates must differ from the output path")
+    if options.presence is not None and not 0.0 <= options.presence <= 1.0:
+        raise InputError(f"--presence must be in [0, 1], got {options.presence}")
     if options.prob_path:
         out.check_raster_output(options.prob_path, options.overwrite)
         if os.path.abspath(options.prob_path) == os.path.abspath(output):
@@ -194,14 +231,22 @@ def _segment_scene(
         check_whole_scene(info, minfo.input_size)
     expression = check_expression(expression)
     threshold = minfo.threshold if options.threshold is None else float(options.threshold)
-    tile = options.tile or minfo.input_size
+    tile, warning = training_tile(info, minfo, options.tile)
+    if warning:
+        emit({"event": "log", "level": "warning", "message": warning})
     overlap = options.overlap if options.overlap is not None else default_overlap(tile)
     validate_tiling(tile, overlap)
     dst_crs = parse_crs(options.dst_crs) if options.dst_crs else None
-    aoi_fn = _aoi_mask_fn(options.aoi, info) if options.aoi else None
+    aoi_geoms = _aoi_geoms(options.aoi, info) if options.aoi else None
+    aoi_fn = _aoi_mask_fn(aoi_geoms, info) if aoi_geoms else None
+    mode = mode_of(options)
+    plan = plan_query(expression, vocabulary.from_metadata(minfo.extra.get("vocabulary")),
+                      options.force) if mode == "scene" else None
 
     with rasterio.open(info.path) as ds:
-        scaling = scaling_from_model(minfo.extra, len(info.bands)) or compute_scaling(ds, info)
+        scaling, warning = scene_scaling(ds, info, minfo.extra)
+    if warning:
+        emit({"event": "log", "level": "warning", "message": warning})
     tiles = ([Tile(0, 0, 0, 0, minfo.input_size, 0, 0, 0, 0)] if options.whole_scene
              else plan_tiles(info.width, info.height, tile, overlap))
     row_starts = axis_plan(info.height, tile, overlap).starts
@@ -223,31 +268,52 @@ def _segment_scene(
     if resumed_from:
         emit({"event": "log", "level": "info",
               "message": f"resuming an interrupted run from row {resumed_from} of {info.height}"})
+    for message in plan.warnings if plan else ():
+        emit({"event": "log", "level": "warning", "message": message})
 
     counts = {"predicted": 0, "skipped": 0}
+    scene_answer = None
     try:
-        with warnings.catch_warnings(record=True) as caught:  # e.g. "truncated to max_tokens"
-            warnings.simplefilter("always")
-            encoded = predictor.encode_expression(expression)
-        for w in caught:
-            emit({"event": "log", "level": "warning", "message": str(w.message)})
-        if options.whole_scene:
-            _predict_whole(info, minfo, scaling, aoi_fn, predictor, encoded, work, state, counts, emit)
-        elif resumed_from < info.height:
-            _predict(info, tiles, row_starts, tile, margin, options, minfo, scaling, aoi_fn,
-                     predictor, encoded, work, state, counts, emit, should_cancel, threshold)
-        features = _vectorise(work, info, threshold, options, minfo, expression, run_id, emit,
-                              should_cancel)
+        if plan is not None and plan.abstain:
+            features = []  # nothing the model could answer: no pass runs
+            scene_answer = _abstention(plan.abstain)
+        else:
+            encode = _Encoder(predictor, emit)
+            encoded = encode(plan.zoom_phrase if plan else expression)
+            if options.whole_scene:
+                _predict_whole(info, minfo, scaling, aoi_fn, predictor, encoded, work, state, counts, emit)
+            elif resumed_from < info.height:
+                _predict(info, tiles, row_starts, tile, margin, options, minfo, scaling, aoi_fn,
+                         predictor, encoded, work, state, counts, emit, should_cancel, threshold)
+            features = _vectorise(work, info, threshold, options, minfo, expression, run_id, emit,
+                                  should_cancel)
+            if plan is not None:
+                passes = _Passes(info, tiles, row_starts, tile, margin, options, minfo, scaling, aoi_fn,
+                                 predictor, encode, work, fingerprint, counts, emit, should_cancel,
+                                 threshold, expression, run_id)
+                scene_answer = _scene_level(plan, features, passes, aoi_geoms)
     except KeyboardInterrupt:
         raise Cancelled(f"interrupted; partial work kept in {work}; run the same command to resume") from None
 
-    frame = out.features_frame(features, info.crs)
+    if scene_answer is not None:
+        cand_frame = out.features_frame(scene_answer.rows, info.crs, out.CANDIDATE_SCHEMA)
+        frame = out.features_frame(answer_records(scene_answer.rows), info.crs, out.CANDIDATE_SCHEMA)
+        if dst_crs is not None:
+            cand_frame = cand_frame.to_crs(dst_crs)
+    else:
+        frame = out.features_frame(features, info.crs)
     if dst_crs is not None:
         frame = frame.to_crs(dst_crs)
     emit({"event": "progress", "stage": "write", "done": 0, "total": 1, "percent": 99.0})
     pending: list[out.PendingFile] = []
     try:
-        pending.append(out.write_vector(frame, output))
+        if scene_answer is not None and os.path.splitext(output)[1].lower() in out.MULTI_LAYER_EXTENSIONS:
+            pending.append(out.write_vector(frame, output, layers={out.ANSWER_LAYER: frame,
+                                                                   out.CANDIDATES_LAYER: cand_frame}))
+        else:
+            pending.append(out.write_vector(frame, output))
+        if scene_answer is not None and options.candidates_path:
+            pending.append(out.write_vector(cand_frame, options.candidates_path))
         if options.prob_path:
             pending.append(_write_prob_cog(os.path.join(work, "prob.tif"), options.prob_path))
         if options.preview_path:
@@ -255,18 +321,31 @@ def _segment_scene(
 
             n = len(frame)
             title = f'"{expression}": {n} feature{"s" if n != 1 else ""} ({minfo.model_id})'
+            faint = None
+            if scene_answer is not None:
+                title = f'"{expression}": {scene_answer.resolution.rule} ({minfo.model_id})'
+                faint = cand_frame.to_crs(info.crs) if dst_crs else cand_frame
             pending.append(render_preview(info.path, info.bands, frame.to_crs(info.crs) if dst_crs
-                                          else frame, options.preview_path, title))
+                                          else frame, options.preview_path, title, faint=faint))
         seconds = time.perf_counter() - t_start
         result = SegmentResult(
             output=os.path.abspath(output), manifest=os.path.abspath(out.manifest_path(output)),
             prob=os.path.abspath(options.prob_path) if options.prob_path else None,
             features=len(frame), run_id=run_id, seconds=round(seconds, 3), tiles_total=len(tiles),
             tiles_predicted=counts["predicted"], tiles_skipped=counts["skipped"],
-            resumed_from_row=resumed_from,
+            resumed_from_row=resumed_from, mode=mode,
         )
+        if scene_answer is not None:
+            result.answer_features = len(frame)
+            result.candidates = len(scene_answer.rows)
+            result.rule = scene_answer.resolution.rule
+            result.abstained = scene_answer.resolution.abstained
+            if options.candidates_path:
+                result.candidates_output = os.path.abspath(options.candidates_path)
         manifest = _manifest(result, info, expression, minfo, options, tile, overlap, margin,
                              threshold, scaling, dst_crs, state["tile_stats"])
+        if plan is not None:
+            manifest["scene_level"] = _scene_manifest(plan, scene_answer, result)
         pending.append(out.write_json(manifest, result.manifest))
         for p in pending:
             p.commit()
@@ -517,27 +596,34 @@ class _Prefetcher:
 # ------------------------------------------------------------------------- vectorise phase
 def _vectorise(work, info: SceneInfo, threshold, options, minfo, expression, run_id, emit,
                should_cancel) -> list[dict]:
+    import shapely
+
+    from rrsis_geo.engine.vectorize import area_bound, areas_m2, simplify_m
+
     metric = MetricContext(info.crs, info.bounds)
-    merger = SeamMerger(threshold)
+    min_area = options.min_area_m2
+    merger = SeamMerger(info.width, threshold, info.transform, min_area_m2=min_area,
+                        area_bound=area_bound(metric, info.transform, info.width))
     records: list[dict] = []
     strip = max(1, int(options.strip_rows))
     n_strips = -(-info.height // strip)
+    source = options.source_label or info.path
 
-    def collect(components):
-        for c in components:
-            geom = to_crs_geometry(c.geometry, info.transform)
-            area = metric.area_m2(geom)
-            if area < options.min_area_m2:
-                continue
-            geom = metric.simplify(geom, options.simplify_m)
-            if geom.is_empty:
-                continue
+    def collect(objects):
+        if not len(objects):
+            return
+        areas = areas_m2(metric, objects.geometry)  # the exact test; the merger's was a bound
+        keep = np.flatnonzero(areas >= min_area)
+        geoms = simplify_m(metric, objects.geometry[keep], options.simplify_m)
+        score, score_max = objects.score[keep], objects.prob_max[keep]
+        pixels, areas = objects.pixels[keep], areas[keep]
+        for j in np.flatnonzero(~shapely.is_empty(geoms)).tolist():
             records.append({
-                "expression": expression, "score": round(c.score, 6), "score_max": round(c.prob_max, 6),
-                "area_m2": round(area, 3), "pixels": c.pixels, "model_id": minfo.model_id,
-                "model_sha256": minfo.checksum, "source": options.source_label or info.path,
-                "run_id": run_id,
-                "geometry": geom,
+                "expression": expression, "score": round(float(score[j]), 6),
+                "score_max": round(float(score_max[j]), 6), "area_m2": round(float(areas[j]), 3),
+                "pixels": int(pixels[j]), "model_id": minfo.model_id,
+                "model_sha256": minfo.checksum, "source": source, "run_id": run_id,
+                "geometry": geoms[j],
             })
 
     emit({"event": "progress", "stage": "vectorize", "done": 0, "total": n_strips, "percent": 90.0})
@@ -554,10 +640,120 @@ def _vectorise(work, info: SceneInfo, threshold, options, minfo, expression, run
     return records
 
 
+# ------------------------------------------------------------------------- scene level
+@dataclass
+class _SceneAnswer:
+    resolution: Resolution
+    rows: list[dict]  # every candidate's feature record (see referring.answer)
+
+
+def _abstention(rule: str) -> _SceneAnswer:
+    return _SceneAnswer(Resolution([], rule=rule, abstained=True), [])
+
+
+class _Encoder:
+    """Encodes each phrase of a run once (its model warnings, e.g. "truncated to max_tokens",
+    become log events once)."""
+
+    def __init__(self, predictor: Predictor, emit: Progress):
+        self.predictor, self.emit, self.cache = predictor, emit, {}
+
+    def __call__(self, phrase: str):
+        if phrase not in self.cache:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                self.cache[phrase] = self.predictor.encode_expression(phrase)
+            for w in caught:
+                self.emit({"event": "log", "level": "warning", "message": str(w.message)})
+        return self.cache[phrase]
+
+
+class _Passes:
+    """The model passes of one scene-level run beyond the referent's zoom pass: the glance (the
+    whole expression on the whole scene at the model's input) and each reference phrase's zoom
+    pass. Each keeps its result in the work folder, so an interrupted run resumes them too."""
+
+    def __init__(self, info, tiles, row_starts, tile, margin, options, minfo, scaling, aoi_fn,
+                 predictor, encode, work, fingerprint, counts, emit, should_cancel, threshold, expression,
+                 run_id):
+        self.__dict__.update(locals())
+        del self.__dict__["self"]
+
+    def glance(self) -> tuple[np.ndarray, Affine]:
+        """(probabilities on the coarse grid, the grid's transform); 0 where the scene is invalid."""
+        size = self.minfo.input_size
+        path = os.path.join(self.work, "glance.npy")
+        if self.options.resume and os.path.exists(path):
+            prob = np.load(path, allow_pickle=False)
+        else:
+            encoded = self.encode(self.expression)
+            reader = TileReader(self.info, self.scaling, self.minfo.mean, self.minfo.std, self.aoi_fn)
+            try:
+                prob = glance_scene(reader, self.predictor, encoded, size)
+            finally:
+                reader.close()
+            tmp = path + ".tmp.npy"
+            np.save(tmp, prob)
+            os.replace(tmp, path)
+            self.counts["predicted"] += 1
+        transform = self.info.transform @ Affine.scale(self.info.width / size, self.info.height / size)
+        return prob, transform
+
+    def zoom(self, phrase: str) -> list[dict]:
+        """The feature records of ``phrase``'s tiled pass."""
+        key = hashlib.sha256(f"{self.fingerprint}|{phrase}".encode()).hexdigest()
+        sub = os.path.join(self.work, f"pass-{key[:16]}")
+        state = _load_state(sub, key) if self.options.resume else None
+        if state is None:
+            shutil.rmtree(sub, ignore_errors=True)
+            os.makedirs(sub)
+            _create_prob_raster(os.path.join(sub, "prob.tif"), self.info)
+            state = {"fingerprint": key, "flushed_rows": 0, "tile_stats": []}
+            _save_state(sub, state)
+        if int(state["flushed_rows"]) < self.info.height:
+            encoded = self.encode(phrase)
+            _predict(self.info, self.tiles, self.row_starts, self.tile, self.margin, self.options,
+                     self.minfo, self.scaling, self.aoi_fn, self.predictor, encoded, sub, state,
+                     self.counts, self.emit, self.should_cancel, self.threshold)
+        return _vectorise(sub, self.info, self.threshold, self.options, self.minfo, self.expression,
+                          self.run_id, self.emit, self.should_cancel)
+
+
+def _scene_level(plan: ScenePlan, features: list[dict], passes: _Passes, aoi_geoms) -> _SceneAnswer:
+    """Candidates from the zoom pass's features, glance support, references, resolution."""
+    info, options, minfo = passes.info, passes.options, passes.minfo
+    metric = MetricContext(info.crs, info.bounds)
+    frame = Frame.of(metric.to_metric(_frame_polygon(info, aoi_geoms)))
+    candidates = build_candidates(features, metric, frame)
+    glance, glance_transform = passes.glance()
+    add_glance_support(candidates, glance, glance_transform)
+    references = []
+    for ref_query, phrase in plan.references:
+        same = phrase == plan.zoom_phrase
+        references.append((ref_query, candidates if same else
+                           build_candidates(passes.zoom(phrase), metric, frame)))
+    presence = options.presence if options.presence is not None else float(minfo.extra.get("presence", 0.0))
+    resolution = resolve(plan.query, candidates, presence=presence,
+                         min_pixels=int(minfo.extra.get("min_target_px", MIN_CANDIDATE_PX)),
+                         references=references)
+    return _SceneAnswer(resolution, candidate_records(candidates, resolution))
+
+
+def _frame_polygon(info: SceneInfo, aoi_geoms) -> shapely.Geometry:
+    """The scene's footprint (or its part inside the AOI) in the scene's CRS."""
+    t = info.transform
+    footprint = shapely.affinity.affine_transform(shapely.box(0, 0, info.width, info.height),
+                                                  [t.a, t.b, t.d, t.e, t.c, t.f])
+    if aoi_geoms:
+        inside = footprint.intersection(shapely.union_all(aoi_geoms))
+        if not inside.is_empty:
+            return inside
+    return footprint
+
+
 # ------------------------------------------------------------------------------ helpers
-def _aoi_mask_fn(path: str, info: SceneInfo):
+def _aoi_geoms(path: str, info: SceneInfo) -> list:
     import geopandas as gpd
-    from rasterio.features import geometry_mask
 
     try:  # existence was checked by preflight
         frame = gpd.read_file(path)
@@ -568,11 +764,18 @@ def _aoi_mask_fn(path: str, info: SceneInfo):
     geoms = [g for g in frame.to_crs(info.crs).geometry if g is not None and not g.is_empty]
     if not geoms:
         raise InputError(f"--aoi: {path} has no geometries")
+    return geoms
 
-    def mask(window: Window) -> np.ndarray:
-        transform = rasterio.windows.transform(window, info.transform)
-        return geometry_mask(geoms, out_shape=(int(window.height), int(window.width)),
-                             transform=transform, invert=True)
+
+def _aoi_mask_fn(geoms: list, info: SceneInfo):
+    from rasterio.features import geometry_mask
+
+    def mask(window: Window, out_shape: tuple[int, int] | None = None) -> np.ndarray:
+        """Inside-the-AOI mask of ``window``, at full resolution or resampled to ``out_shape``."""
+        shape = out_shape or (int(window.height), int(window.width))
+        transform = rasterio.windows.transform(window, info.transform) @ Affine.scale(
+            window.width / shape[1], window.height / shape[0])
+        return geometry_mask(geoms, out_shape=shape, transform=transform, invert=True)
 
     return mask
 
@@ -584,7 +787,7 @@ def _fingerprint(info, expression, minfo, tile, overlap, scaling, options) -> st
         "bands": info.bands, "crs": info.crs.to_string(), "expression": expression,
         "model": [minfo.model_id, minfo.checksum], "tile": tile, "overlap": overlap,
         "scaling": scaling.as_dict(), "window": options.window, "aoi": options.aoi,
-        "whole_scene": options.whole_scene,
+        "whole_scene": options.whole_scene, "mode": mode_of(options), "force": options.force,
         "engine": __version__,
     }
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
@@ -644,6 +847,22 @@ def _versions() -> dict:
     if "torch" in sys.modules:  # recorded when a torch model ran; never imported just for this
         v["torch"] = sys.modules["torch"].__version__
     return v
+
+
+def _scene_manifest(plan: ScenePlan, answer: _SceneAnswer, result: SegmentResult) -> dict:
+    q = plan.query
+    return {
+        "query": {"referent": q.referent, "head": q.head, "attributes": list(q.attributes), "number": q.number,
+                  "size": asdict(q.size) if q.size else None,
+                  "position": asdict(q.position) if q.position else None,
+                  "relation": ({"kind": q.relation.kind, "direction": q.relation.direction,
+                                "references": [r.text for r in q.relation.references]} if q.relation else None),
+                  "unparsed": list(q.unparsed)},
+        "glance_phrase": q.text, "zoom_phrases": plan.phrases(),
+        "rule": answer.resolution.rule, "abstained": answer.resolution.abstained,
+        "answer_features": result.answer_features, "candidates": result.candidates,
+        "candidates_output": result.candidates_output,
+    }
 
 
 def _manifest(result, info, expression, minfo, options, tile, overlap, margin, threshold,

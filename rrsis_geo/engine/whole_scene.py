@@ -48,3 +48,17 @@ def predict_whole_scene(info: SceneInfo, reader: TileReader, predictor, encoded,
     out = resize_to(prob[0], info.height, info.width)
     out[~valid] = PROB_NODATA
     return out
+
+
+def glance_scene(reader: TileReader, predictor, encoded, size: int) -> np.ndarray:
+    """The scene (or the AOI inside it) resampled to ``size x size``, one model call: the glance
+    pass of a scene-level run. Returns the probabilities on that coarse grid, 0 where invalid."""
+    img = reader.read_resampled(size)
+    valid = reader.valid_resampled(size)
+    img[:, ~valid] = 0.0
+    prob = np.asarray(predictor.predict(img[None], encoded), dtype=np.float32)
+    if prob.shape != (1, size, size):
+        raise ModelError(f"model returned probabilities of shape {prob.shape}, expected {(1, size, size)}")
+    out = prob[0].copy()
+    out[~valid] = 0.0
+    return out

@@ -22,6 +22,7 @@ from tests.rasters import smooth_field, write_raster
 def run(tmp_path, scene, model, name="out.gpkg", **opts):
     out = str(tmp_path / name)
     opts.setdefault("prob_path", str(tmp_path / (name + ".prob.tif")))
+    opts.setdefault("per_tile", True)  # these tests check the tiling machinery: every object out
     result = segment_scene(scene, "the thing", out, model, SegmentOptions(**opts))
     return result, out
 

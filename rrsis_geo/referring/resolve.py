@@ -1,0 +1,293 @@
+"""Resolution in the scene frame: which candidates an analysed expression names.
+
+The rules, applied to the candidates that pass the presence test (score_max >= presence) and are
+at least ``min_pixels`` large:
+
+- **size** ("the largest", "the second smallest", "the longest"): rank by area or by length of the
+  equivalent rectangle, in metres, and take the k-th.
+- **position, region** ("in the north-west", "at the top"): the frame is cut in thirds; a corner
+  word is its corner cell, a side word its third, "centre" the middle cell. Inside the region the
+  candidate with the most glance support wins (the whole-scene view of the sentence), then the
+  largest. With none inside, the one nearest the region is named, and the rule says so.
+- **position, extreme** ("the northernmost", "the leftmost"): rank by the centroid along the
+  direction.
+- **relation** ("east of X", "nearest to X", "over X", "in X", "between X and Y"): X is resolved
+  first among its own candidates; then candidates in the 90 degree sector of the direction seen
+  from X's nearest point (nearest first), the nearest / farthest by distance between outlines, those crossing X
+  (by the length inside X), those inside X's outline, or nearest the line between X and Y.
+- **none** ("the lake"): the most glance support, then the highest zoom score.
+
+Singular expressions name one candidate; "all" and plural ones every candidate that passes the
+region or relation filter. When nothing is left the answer is an abstention with its reason.
+Everything is measured on the candidates' metric geometry, so "east" is map east and distances
+are metres in every CRS.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+
+import shapely
+import shapely.ops
+
+from rrsis_geo.referring.candidates import Candidate
+from rrsis_geo.referring.expression import Query, Size
+
+# direction -> unit vector (east, north)
+_VEC = {
+    "east": (1.0, 0.0), "west": (-1.0, 0.0), "north": (0.0, 1.0), "south": (0.0, -1.0),
+    "north-east": (math.sqrt(0.5), math.sqrt(0.5)), "north-west": (-math.sqrt(0.5), math.sqrt(0.5)),
+    "south-east": (math.sqrt(0.5), -math.sqrt(0.5)), "south-west": (-math.sqrt(0.5), -math.sqrt(0.5)),
+}
+_SUPERLATIVE = {("area", "desc"): "largest", ("area", "asc"): "smallest",
+                ("length", "desc"): "longest", ("length", "asc"): "shortest"}
+_EXTREME = {"north": "northernmost", "south": "southernmost", "east": "easternmost", "west": "westernmost",
+            "north-east": "north-easternmost", "north-west": "north-westernmost",
+            "south-east": "south-easternmost", "south-west": "south-westernmost", "centre": "most central"}
+LARGE_WORDS = frozenset({"large", "big", "huge", "main"})
+SMALL_WORDS = frozenset({"small", "little", "tiny"})
+# the same object found by two passes (e.g. "the small lake east of the large lake")
+SAME_OBJECT_IOU = 0.5
+
+
+@dataclass
+class Resolution:
+    selected: list[int]  # indices into the candidates, in rank order
+    rank: dict[int, int] = field(default_factory=dict)  # candidate index -> rank under the rule (1 = best)
+    rule: str = ""
+    abstained: bool = False
+    pool: int = 0  # candidates the rule chose among
+
+    @property
+    def answer(self) -> int | None:
+        return self.selected[0] if self.selected else None
+
+
+def ordinal(k: int) -> str:
+    if k == 1:
+        return ""
+    suffix = "th" if 10 <= k % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(k % 10, "th")
+    return f"{k}{suffix} "
+
+
+def format_area(m2: float) -> str:
+    return f"{m2 / 1e6:.2f} km2" if m2 >= 1e5 else f"{m2:,.0f} m2"
+
+
+def format_length(m: float) -> str:
+    return f"{m / 1000:.2f} km" if m >= 1000 else f"{m:,.0f} m"
+
+
+def _noun(query: Query, n: int = 2) -> str:
+    head = query.head or "object"
+    return head if n == 1 else f"{head} candidates"
+
+
+def in_region(c: Candidate, direction: str) -> bool:
+    """Whether the centroid lies in the region a compass word names (thirds of the frame)."""
+    col = 0 if c.u < 1 / 3 else (2 if c.u > 2 / 3 else 1)
+    row = 0 if c.v > 2 / 3 else (2 if c.v < 1 / 3 else 1)  # row 0 = north
+    if direction == "centre":
+        return (col, row) == (1, 1)
+    ns = direction.split("-")[0] if "-" in direction else (direction if direction in ("north", "south") else None)
+    ew = direction.split("-")[1] if "-" in direction else (direction if direction in ("east", "west") else None)
+    ok_row = ns is None or row == (0 if ns == "north" else 2)
+    ok_col = ew is None or col == (2 if ew == "east" else 0)
+    return ok_row and ok_col
+
+
+def region_anchor(direction: str) -> tuple[float, float]:
+    """The (u, v) point a region word points at (a corner cell's centre, a side's middle)."""
+    if direction == "centre":
+        return 0.5, 0.5
+    dx, dy = _VEC[direction]
+    return 0.5 + (dx and math.copysign(1 / 3, dx)), 0.5 + (dy and math.copysign(1 / 3, dy))
+
+
+def _salience(c: Candidate) -> tuple:
+    return (c.glance if c.glance is not None else 0.0, c.score, c.area_m2)
+
+
+def _pick(order: list[int], query: Query, rank: int = 1) -> list[int]:
+    if query.number != "one":
+        return list(order)
+    return order[rank - 1 : rank] if len(order) >= rank else []
+
+
+def _same_object(a: Candidate, b: Candidate) -> bool:
+    inter = a.metric.intersection(b.metric).area
+    union = a.metric.area + b.metric.area - inter
+    return union > 0 and inter / union >= SAME_OBJECT_IOU
+
+
+def resolve(query: Query, candidates: list[Candidate], presence: float = 0.0, min_pixels: int = 1,
+            references: list[tuple[Query, list[Candidate]]] | None = None) -> Resolution:
+    """Resolve ``query`` among ``candidates``; ``references`` holds, for a relation, each reference
+    phrase's query and its own candidates (in the order of ``query.relation.references``)."""
+    pool = [i for i, c in enumerate(candidates) if c.score_max >= presence and c.pixels >= min_pixels]
+    noun = query.head or "object"
+    if not pool:
+        return Resolution([], rule=f"no confident match: no {noun} candidate above the presence threshold "
+                                   f"{presence:.2f}", abstained=True)
+    rel = query.relation
+    if rel is not None:
+        res = _resolve_relation(query, candidates, pool, references or [], presence, min_pixels)
+    elif query.size is not None:
+        res = _resolve_size(query, candidates, pool)
+    elif query.position is not None and query.position.kind == "extreme":
+        res = _resolve_extreme(query, candidates, pool)
+    elif query.position is not None:
+        res = _resolve_region(query, candidates, pool)
+    else:
+        order = sorted(pool, key=lambda i: _salience(candidates[i]), reverse=True)
+        sel = _pick(order, query)
+        c = candidates[sel[0]]
+        if query.number == "one":
+            g = f"glance {c.glance:.2f}, " if c.glance is not None else ""
+            rule = f"best match of {len(pool)} {_noun(query, len(pool))} ({g}score {c.score:.2f})"
+        else:
+            rule = f"all {len(pool)} {noun} candidates"
+        res = Resolution(sel, {i: k + 1 for k, i in enumerate(order)}, rule)
+    res.pool = res.pool or len(pool)
+    if not res.selected and not res.abstained:
+        res.abstained = True
+    return res
+
+
+def _resolve_size(query: Query, cands: list[Candidate], pool: list[int],
+                  tag: str = "") -> Resolution:
+    s = query.size
+    key = (lambda i: cands[i].area_m2) if s.measure == "area" else (lambda i: cands[i].length_m)
+    order = sorted(pool, key=key, reverse=(s.order == "desc"))
+    word = _SUPERLATIVE[(s.measure, s.order)]
+    if query.number != "one":
+        return Resolution(order, {i: k + 1 for k, i in enumerate(order)},
+                          f"all {len(order)} {query.head or 'object'} candidates{tag}, ranked {word} first")
+    if len(order) < s.rank:
+        return Resolution([], rule=f"no {ordinal(s.rank)}{word} {query.head or 'object'}: only {len(order)} "
+                                   f"candidate{'s' if len(order) != 1 else ''}{tag}", abstained=True)
+    i = order[s.rank - 1]
+    value = format_area(cands[i].area_m2) if s.measure == "area" else format_length(cands[i].length_m)
+    return Resolution([i], {j: k + 1 for k, j in enumerate(order)},
+                      f"{ordinal(s.rank)}{word} of {len(order)} {_noun(query, len(order))}{tag}: {value}")
+
+
+def _resolve_extreme(query: Query, cands: list[Candidate], pool: list[int]) -> Resolution:
+    d = query.position.direction
+    if d == "centre":
+        key = lambda i: -math.hypot(cands[i].u - 0.5, cands[i].v - 0.5)  # noqa: E731
+    else:
+        dx, dy = _VEC[d]
+        key = lambda i: cands[i].u * dx + cands[i].v * dy  # noqa: E731
+    order = sorted(pool, key=key, reverse=True)
+    sel = _pick(order, query)
+    return Resolution(sel, {i: k + 1 for k, i in enumerate(order)},
+                      f"{_EXTREME[d]} of {len(order)} {_noun(query, len(order))}")
+
+
+def _resolve_region(query: Query, cands: list[Candidate], pool: list[int]) -> Resolution:
+    d = query.position.direction
+    inside = [i for i in pool if in_region(cands[i], d)]
+    where = "the centre" if d == "centre" else f"the {d}"
+    if inside:
+        order = sorted(inside, key=lambda i: _salience(cands[i]), reverse=True)
+        rest = [i for i in pool if i not in inside]
+        ranks = {i: k + 1 for k, i in enumerate(order + rest)}
+        if query.number != "one":
+            return Resolution(order, ranks, f"all {len(order)} of {len(pool)} {query.head or 'object'} "
+                                            f"candidates in {where} of the scene")
+        return Resolution(order[:1], ranks, f"in {where} of the scene: {len(order)} of {len(pool)} "
+                                            f"{query.head or 'object'} candidates, best supported")
+    if query.number != "one":
+        return Resolution([], rule=f"no {query.head or 'object'} candidate in {where} of the scene",
+                          abstained=True)
+    au, av = region_anchor(d)
+    order = sorted(pool, key=lambda i: math.hypot(cands[i].u - au, cands[i].v - av))
+    return Resolution(order[:1], {i: k + 1 for k, i in enumerate(order)},
+                      f"nearest to {where} of the scene (none of {len(pool)} {query.head or 'object'} "
+                      f"candidates inside it)")
+
+
+def as_anchor(query: Query) -> Query:
+    """A reference named by a size adjective ("east of the large lake") is the extreme of its kind."""
+    if query.size is None and query.number == "one":
+        if LARGE_WORDS.intersection(query.attributes):
+            return dataclasses.replace(query, size=Size("area", "desc", 1))
+        if SMALL_WORDS.intersection(query.attributes):
+            return dataclasses.replace(query, size=Size("area", "asc", 1))
+    return query
+
+
+def _resolve_relation(query: Query, cands: list[Candidate], pool: list[int],
+                      references: list[tuple[Query, list[Candidate]]], presence: float,
+                      min_pixels: int) -> Resolution:
+    rel = query.relation
+    anchors = []
+    for ref_query, ref_cands in references:
+        ref = resolve(as_anchor(ref_query), ref_cands, presence, min_pixels)
+        if ref.abstained or ref.answer is None:
+            return Resolution([], rule=f"the reference \"{ref_query.text}\" was not found ({ref.rule})",
+                              abstained=True)
+        anchors.append((ref_query, ref_cands[ref.answer], ref.rule))
+    if not anchors:
+        return Resolution([], rule="the relation's reference could not be analysed", abstained=True)
+    # the reference itself is not an answer ("the small lake east of the large lake")
+    pool = [i for i in pool if not any(_same_object(cands[i], a) for _, a, _ in anchors)]
+    if not pool:
+        return Resolution([], rule=f"no {query.head or 'object'} candidate other than the reference",
+                          abstained=True)
+    a_query, anchor, a_rule = anchors[0]
+    am = anchor.metric
+    ref_text = f"\"{a_query.text}\" ({a_rule})"
+    dist = {i: cands[i].metric.distance(am) for i in pool}
+
+    if rel.kind == "direction":
+        dx, dy = _VEC[rel.direction]
+        chosen = []
+        for i in pool:
+            c = cands[i].metric.centroid
+            # seen from the nearest point of the reference (from its centroid when they touch), so
+            # "south of the sea" means south of its shore, not of a point far out at sea
+            a = shapely.ops.nearest_points(am, c)[0] if dist[i] > 0 else am.centroid
+            vx, vy = c.x - a.x, c.y - a.y
+            norm = math.hypot(vx, vy)
+            if norm > 0 and (vx * dx + vy * dy) / norm >= math.cos(math.radians(45)):
+                chosen.append(i)
+        order = sorted(chosen, key=lambda i: dist[i])
+        rule = f"{rel.direction} of {ref_text}, nearest of {len(order)}"
+    elif rel.kind in ("near", "far"):
+        order = sorted(pool, key=lambda i: (dist[i], cands[i].metric.centroid.distance(am.centroid)),
+                       reverse=rel.kind == "far")
+        word = "nearest to" if rel.kind == "near" else "farthest from"
+        rule = f"{word} {ref_text} of {len(order)} {query.head or 'object'} candidates"
+        if order:
+            rule += f": {format_length(dist[order[0]])} away"
+    elif rel.kind == "over":
+        inside = {i: cands[i].metric.intersection(am).area for i in pool}
+        order = sorted((i for i in pool if dist[i] <= 0.0), key=lambda i: -inside[i])
+        rule = f"crossing {ref_text}: {len(order)} candidates"
+    elif rel.kind == "in":
+        hull = shapely.Polygon(am.exterior) if am.geom_type == "Polygon" else shapely.convex_hull(am)
+        order = sorted((i for i in pool if hull.contains(cands[i].metric.representative_point())),
+                       key=lambda i: _salience(cands[i]), reverse=True)
+        rule = f"inside {ref_text}: {len(order)} candidates"
+    elif rel.kind == "between":
+        if len(anchors) < 2:
+            return Resolution([], rule="\"between\" needs two references", abstained=True)
+        line = shapely.LineString([am.centroid, anchors[1][1].metric.centroid])
+        pool = [i for i in pool if not _same_object(cands[i], anchors[1][1])]
+        order = sorted((i for i in pool if 0.0 < line.project(cands[i].metric.centroid, normalized=True) < 1.0),
+                       key=lambda i: cands[i].metric.centroid.distance(line))
+        rule = f"between {ref_text} and \"{anchors[1][0].text}\": nearest the line of {len(order)}"
+    else:
+        return Resolution([], rule=f"unknown relation {rel.kind!r}", abstained=True)
+
+    if not order:
+        return Resolution([], rule=f"no {query.head or 'object'} candidate {rule}", abstained=True)
+    if query.size is not None:  # "the largest lake east of the river"
+        sub = _resolve_size(query, cands, order, tag=f" {rule.split(',')[0]}")
+        return sub
+    sel = _pick(order, query)
+    return Resolution(sel, {i: k + 1 for k, i in enumerate(order)}, rule)

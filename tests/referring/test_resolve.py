@@ -1,0 +1,177 @@
+"""Resolution on synthetic candidate sets: each rule picks the object a person would."""
+
+import pytest
+import shapely
+
+from rrsis_geo.engine.geometry import MetricContext
+from rrsis_geo.referring.candidates import Candidate, Frame, build_candidates, equivalent_rectangle
+from rrsis_geo.referring.expression import parse
+from rrsis_geo.referring.resolve import in_region, resolve
+
+FRAME = Frame(0.0, 0.0, 3000.0, 3000.0)  # a 3 km scene, metres, north up
+
+
+def cand(x0, y0, x1, y1, score=0.8, glance=None, geom=None):
+    g = geom if geom is not None else shapely.box(x0, y0, x1, y1)
+    length, width = equivalent_rectangle(g.area, g.length)
+    c = g.centroid
+    u, v = FRAME.uv(c.x, c.y)
+    return Candidate(geometry=g, metric=g, area_m2=g.area, length_m=length, width_m=width,
+                     elongation=length / width, x=c.x, y=c.y, u=u, v=v, score=score, score_max=score,
+                     pixels=int(g.area / 100), glance=glance, record={})
+
+
+# four lakes: big in the south-east, medium in the north-west, small in the north-east, tiny centre
+LAKES = [
+    cand(2000, 200, 2800, 900),     # 0: 560,000 m2, south-east
+    cand(100, 2300, 700, 2900),     # 1: 360,000 m2, north-west
+    cand(2400, 2500, 2700, 2800),   # 2: 90,000 m2, north-east
+    cand(1400, 1400, 1600, 1600),   # 3: 40,000 m2, centre
+]
+
+
+def answer(text, cands=LAKES, **kw):
+    res = resolve(parse(text), cands, **kw)
+    return res.selected, res
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("the largest lake", [0]),
+    ("the biggest lake", [0]),
+    ("the second largest lake", [1]),
+    ("the third largest lake", [2]),
+    ("the smallest lake", [3]),
+    ("the second smallest lake", [2]),
+    ("the lake in the north-west corner", [1]),
+    ("the lake at the upper right", [2]),
+    ("the lake in the south-east", [0]),
+    ("the lake in the centre", [3]),
+    ("the northernmost lake", [2]),
+    ("the westernmost lake", [1]),
+    ("the southernmost lake", [0]),
+    ("the leftmost lake", [1]),
+])
+def test_size_and_position_pick_the_named_lake(text, expected):
+    selected, res = answer(text)
+    assert selected == expected, res.rule
+    assert not res.abstained
+
+
+def test_rule_states_the_measure_in_metric_units():
+    _, res = answer("the largest lake")
+    assert res.rule == "largest of 4 lake candidates: 0.56 km2"
+    _, res = answer("the second smallest lake")
+    assert res.rule.startswith("2nd smallest of 4") and res.rule.endswith("90,000 m2")
+
+
+def test_ordinal_beyond_the_candidates_abstains():
+    selected, res = answer("the fifth largest lake")
+    assert selected == [] and res.abstained and "only 4" in res.rule
+
+
+def test_region_without_a_candidate_names_the_nearest_and_says_so():
+    cands = [LAKES[0], LAKES[2]]  # nothing in the west third
+    selected, res = answer("the lake in the west", cands)
+    assert len(selected) == 1 and "none of 2" in res.rule
+    # the south-east lake's centroid (u 0.8, v 0.18) is farther from the west side than
+    # the north-east one's? both are east; the nearer to (1/6, 1/2) wins
+    assert selected == [0] or selected == [1]
+
+
+def test_region_prefers_glance_support_then_size():
+    a = cand(100, 100, 300, 300, glance=0.1)       # small, south-west
+    b = cand(400, 400, 900, 900, glance=0.05)      # larger, south-west
+    assert answer("the lake in the south-west", [a, b])[0] == [0]
+    a.glance = b.glance = None
+    assert answer("the lake in the south-west", [a, b])[0] == [1]  # equal glance: the bigger
+
+
+def test_longest_uses_the_length_along_the_object():
+    river = shapely.LineString([(100, 1500), (800, 1700), (1500, 1300), (2900, 1500)]).buffer(30)
+    rivers = [cand(0, 0, 0, 0, geom=river), cand(1000, 2500, 1600, 2700)]
+    assert answer("the longest river", rivers)[0] == [0]
+    length = rivers[0].length_m
+    assert 2900 < length < 3600  # the course, not the bounding box diagonal alone
+
+
+def test_all_in_region_selects_every_candidate_there():
+    selected, res = answer("all the lakes in the north")
+    assert sorted(selected) == [1, 2]
+    selected, _ = answer("all the lakes")
+    assert sorted(selected) == [0, 1, 2, 3]
+
+
+def test_relation_direction_and_nearest():
+    river = cand(1300, 0, 1500, 3000)  # a north-south strip through the middle
+    refs = [river]
+    lakes = [cand(200, 1000, 500, 1300), cand(1800, 1000, 2000, 1200), cand(2600, 1000, 2900, 1300)]
+    q = parse("the lake east of the river")
+    res = resolve(q, lakes, references=[(q.relation.references[0], refs)])
+    assert res.selected == [1], res.rule  # east of the river, nearest first
+    q = parse("the lake west of the river")
+    assert resolve(q, lakes, references=[(q.relation.references[0], refs)]).selected == [0]
+    q = parse("the lake nearest to the river")
+    assert resolve(q, lakes, references=[(q.relation.references[0], refs)]).selected == [1]
+    q = parse("the lake farthest from the river")
+    assert resolve(q, lakes, references=[(q.relation.references[0], refs)]).selected == [2]
+
+
+def test_relation_to_a_same_category_anchor_excludes_the_anchor():
+    q = parse("the small lake east of the large lake")
+    lakes = [cand(500, 500, 1500, 1500), cand(1700, 800, 1800, 900), cand(100, 800, 200, 900)]
+    res = resolve(q, lakes, references=[(q.relation.references[0], lakes)])
+    assert res.selected == [1], res.rule
+
+
+def test_over_and_in_and_between():
+    river = cand(0, 1400, 3000, 1600)  # west-east strip
+    bridges = [cand(1000, 1350, 1050, 1650), cand(2000, 2000, 2050, 2300)]
+    q = parse("the bridge over the river")
+    assert resolve(q, bridges, references=[(q.relation.references[0], [river])]).selected == [0]
+
+    lake = shapely.box(500, 500, 2500, 2500).difference(shapely.box(1400, 1400, 1600, 1600))
+    islands = [cand(1400, 1400, 1600, 1600), cand(2700, 2700, 2900, 2900)]
+    q = parse("the island in the lake")
+    res = resolve(q, islands, references=[(q.relation.references[0], [cand(0, 0, 0, 0, geom=lake)])])
+    assert res.selected == [0], res.rule
+
+    west, east = cand(0, 1400, 200, 1600), cand(2800, 1400, 3000, 1600)
+    houses = [cand(1400, 1450, 1500, 1550), cand(1400, 2600, 1500, 2700), cand(100, 100, 200, 200)]
+    q = parse("the house between the lake and the pond")
+    refs = [(q.relation.references[0], [west]), (q.relation.references[1], [east])]
+    assert resolve(q, houses, references=refs).selected == [0]
+
+
+def test_missing_reference_abstains_with_the_reason():
+    q = parse("the lake east of the river")
+    res = resolve(q, LAKES, references=[(q.relation.references[0], [])])
+    assert res.abstained and res.selected == [] and "the river" in res.rule
+
+
+def test_presence_and_size_filters_and_empty_maps():
+    weak = [cand(0, 0, 100, 100, score=0.2), cand(200, 200, 300, 300, score=0.9)]
+    assert answer("the lake", weak, presence=0.5)[0] == [1]
+    selected, res = answer("the lake", weak, presence=0.95)
+    assert selected == [] and res.abstained and "no confident match" in res.rule
+    selected, res = answer("the largest lake", [])
+    assert selected == [] and res.abstained
+    speck = cand(0, 0, 10, 10)  # 1 pixel of 10 m
+    assert answer("the smallest lake", [speck, LAKES[3]], min_pixels=16)[0] == [1]
+
+
+def test_regions_are_thirds_of_the_frame():
+    c = cand(100, 2800, 200, 2900)
+    assert in_region(c, "north-west") and in_region(c, "north") and in_region(c, "west")
+    assert not in_region(c, "centre") and not in_region(c, "south") and not in_region(c, "east")
+
+
+def test_candidates_in_a_geographic_crs_are_measured_in_metres():
+    metric = MetricContext("EPSG:4326", (10.0, 50.0, 10.1, 50.1))
+    g = shapely.box(10.0, 50.0, 10.01, 50.01)  # about 716 m x 1112 m
+    frame = Frame.of(metric.to_metric(shapely.box(10.0, 50.0, 10.1, 50.1)))
+    (c,) = build_candidates([{"geometry": g, "area_m2": metric.area_m2(g), "score": 0.9,
+                              "score_max": 0.95, "pixels": 100}], metric, frame)
+    assert c.area_m2 == pytest.approx(716 * 1112, rel=0.02)
+    assert c.metric.area == pytest.approx(c.area_m2, rel=0.01)
+    # near the frame's south-west corner (the UTM frame is a slightly turned trapezoid)
+    assert c.u == pytest.approx(0.05, abs=0.025) and c.v == pytest.approx(0.05, abs=0.025)
