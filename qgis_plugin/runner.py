@@ -6,7 +6,9 @@ dependencies. The algorithm turns its events into ``QgsProcessingFeedback`` call
 exceptions into ``QgsProcessingException``.
 
 Protocol (``rrsis segment ... --progress json``): one JSON object per stdout line, with
-``event`` one of ``start``, ``progress``, ``log``, ``done``, ``error``. Exit codes: 0 ok,
+``event`` one of ``start``, ``progress``, ``log``, ``done``, ``error``; ``done`` says the ``mode``
+and, for scene-level runs, ``rule``, ``abstained``, ``answer_features`` and ``candidates``
+(an abstention is a success with an empty answer). Exit codes: 0 ok,
 2 bad input, 1 internal error, 130 cancelled. On error a one-line ``Error: ...`` on stderr.
 """
 
@@ -122,7 +124,12 @@ def resolve_command(setting: Optional[str], which: Callable[[str], Optional[str]
 
 @dataclass
 class SegmentRequest:
-    """Everything one ``rrsis segment`` run needs. ``None`` leaves a value to the CLI's default."""
+    """Everything one ``rrsis segment`` run needs. ``None`` leaves a value to the CLI's default.
+
+    Neither ``whole_scene`` nor ``per_tile``: the CLI's default, scene-level mode (a GeoPackage
+    output gets the layers ``answer`` and ``candidates``; ``candidates`` writes the latter to a
+    file of its own as well).
+    """
 
     scene: str
     expression: str
@@ -141,6 +148,10 @@ class SegmentRequest:
     assume_crs: Optional[str] = None
     dst_crs: Optional[str] = None
     whole_scene: bool = False
+    per_tile: bool = False
+    candidates: Optional[str] = None
+    presence: Optional[float] = None
+    force: bool = False
     overwrite: bool = True
     source_label: str | None = None
     extra: list = field(default_factory=list)
@@ -164,6 +175,7 @@ class SegmentRequest:
             ("--threshold", self.threshold),
             ("--min-area", self.min_area),
             ("--simplify", self.simplify),
+            ("--presence", self.presence),
         ):
             if value is not None:
                 out += [flag, repr(float(value))]
@@ -181,6 +193,12 @@ class SegmentRequest:
             out += ["--source-label", self.source_label]
         if self.whole_scene:
             out.append("--whole-scene")
+        if self.per_tile:
+            out.append("--per-tile")
+        if self.candidates:
+            out += ["--candidates", self.candidates]
+        if self.force:
+            out.append("--force")
         if self.overwrite:
             out.append("--overwrite")
         out += list(self.extra)

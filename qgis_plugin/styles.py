@@ -1,8 +1,16 @@
-"""How results look when QGIS loads them: outlines that read on imagery, a probability ramp."""
+"""How results look when QGIS loads them: outlines that read on imagery, a probability ramp.
+
+A scene-level run loads two layers: the answer (strong) and the candidates it was chosen from
+(faint, just below the answer).
+"""
+
+import os
 
 from qgis.core import (
     QgsColorRampShader,
     QgsFillSymbol,
+    QgsLayerTree,
+    QgsProcessingContext,
     QgsProcessingLayerPostProcessorInterface,
     QgsRasterShader,
     QgsSingleBandPseudoColorRenderer,
@@ -20,6 +28,16 @@ SEGMENT_SYMBOL = {
     "joinstyle": "round",
 }
 
+#: Candidates of a scene-level run: a thin light outline, no fill, so the answer stands out.
+CANDIDATE_SYMBOL = {
+    "color": "0,0,0,0",
+    "style": "no",
+    "outline_color": "255,255,255,170",
+    "outline_width": "0.26",
+    "outline_width_unit": "MM",
+    "joinstyle": "round",
+}
+
 #: Probability ramp (magma-like), transparent at 0.
 PROB_STOPS = [
     (0.0, QColor(0, 0, 4, 0)),
@@ -32,6 +50,11 @@ PROB_STOPS = [
 
 def style_segments(layer):
     layer.setRenderer(QgsSingleSymbolRenderer(QgsFillSymbol.createSimple(dict(SEGMENT_SYMBOL))))
+    layer.triggerRepaint()
+
+
+def style_candidates(layer):
+    layer.setRenderer(QgsSingleSymbolRenderer(QgsFillSymbol.createSimple(dict(CANDIDATE_SYMBOL))))
     layer.triggerRepaint()
 
 
@@ -78,3 +101,82 @@ def attach(context, path, name, function):
     details = context.layerToLoadOnCompletionDetails(path)
     details.name = name
     details.setPostProcessor(_Styler(function))
+
+
+# --------------------------------------------------------------------------------------------
+# Scene-level runs: two layers
+# --------------------------------------------------------------------------------------------
+
+def _put_below(project, upper_id, lower_id):
+    """Move the layer-tree node of ``lower_id`` to just below that of ``upper_id``."""
+    root = project.layerTreeRoot() if project is not None else None
+    if root is None:
+        return
+    upper, lower = root.findLayer(upper_id), root.findLayer(lower_id)
+    if upper is None or lower is None:  # e.g. QGIS adds nodes only after all post-processing
+        return
+    parent = upper.parent()
+    siblings = parent.children()
+    index = next(i for i, node in enumerate(siblings)
+                 if QgsLayerTree.isLayer(node) and node.layerId() == upper_id)
+    following = siblings[index + 1] if index + 1 < len(siblings) else None
+    if following is not None and QgsLayerTree.isLayer(following) and following.layerId() == lower_id:
+        return
+    # Insert a copy first: removing the only node of a layer would remove the layer from the project.
+    parent.insertChildNode(index + 1, lower.clone())
+    lower.parent().removeChildNode(lower)
+
+
+def _scene_function(style, loaded, role, table, stem, project):
+    def apply(layer):
+        style(layer)
+        # With "Prefer output filename for layer names", QGIS names a GeoPackage layer after its
+        # table alone ("answer"): add the file's name, so two runs' layers stay apart.
+        if table and stem and layer.name() == table:
+            layer.setName(f"{stem}: {table}")
+        loaded[role] = layer.id()
+        if len(loaded) == 2:
+            _put_below(project, loaded["answer"], loaded["candidates"])
+    return apply
+
+
+def attach_scene(context, expression, answer, candidates):
+    """Load a scene-level run's two layers, if Processing will load its results.
+
+    ``answer`` and ``candidates`` are ``(key, uri, table)``: ``key`` the destination Processing
+    registered for loading (``None`` for the candidates layer inside the answer's GeoPackage),
+    ``uri`` what to load instead (``path|layername=answer``), ``table`` the GeoPackage layer
+    name or ``None``. ``candidates`` may be ``None`` (nothing to load).
+    """
+    a_key, a_uri, a_table = answer
+    a_loads = bool(a_key) and context.willLoadLayerOnCompletion(a_key)
+    c_loads = False
+    if candidates is not None:
+        c_key = candidates[0]
+        c_loads = context.willLoadLayerOnCompletion(c_key) if c_key else a_loads
+    if not (a_loads or c_loads):
+        return
+    base = context.layerToLoadOnCompletionDetails(a_key if a_loads else candidates[0])
+    project, hint, output_name = base.project, base.layerTypeHint, base.outputName
+    layers = context.layersToLoadOnCompletion()
+    for key in (a_key, candidates[0] if candidates else None):
+        if key:
+            layers.pop(key, None)
+    context.setLayersToLoadOnCompletion(layers)
+
+    loaded = {}
+    text = expression.strip()
+    stem = os.path.splitext(os.path.basename(a_uri.split("|")[0]))[0]
+    plan = []
+    if a_loads:
+        plan.append(("answer", a_uri, a_table, f"rrsis answer: {text}", style_segments, 1, output_name))
+    if c_loads:
+        _, c_uri, c_table = candidates
+        plan.append(("candidates", c_uri, c_table, f"rrsis candidates: {text}", style_candidates, 0,
+                     "CANDIDATES"))
+    for role, uri, table, name, style, sort_key, out_name in plan:
+        details = QgsProcessingContext.LayerDetails(name, project, out_name, hint)
+        details.setPostProcessor(_Styler(_scene_function(style, loaded, role, table, stem, project)))
+        if hasattr(details, "layerSortKey"):  # QGIS >= 3.32 sorts loaded layers by it (greater on top)
+            details.layerSortKey = sort_key
+        context.addLayerToLoadOnCompletion(uri, details)

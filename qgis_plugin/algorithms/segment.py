@@ -15,6 +15,7 @@ from qgis.core import (
     QgsProcessing,
     QgsProcessingAlgorithm,
     QgsProcessingException,
+    QgsProcessingOutputBoolean,
     QgsProcessingOutputFile,
     QgsProcessingOutputNumber,
     QgsProcessingOutputString,
@@ -52,6 +53,17 @@ extent) at <i>Pixel size</i> (or the layer's native resolution). Web layers have
 set both; use "Calculate from Map Canvas Extent" for the current view.</p>
 <p>A raster file without a CRS is refused unless <i>Assume CRS</i> says which one it is in.
 The polygons are in the raster's CRS unless <i>Output CRS</i> is set.</p>
+<p><i>Mode</i>: <b>Scene-level</b> (default) answers the sentence in the frame of the whole
+scene: the model maps the objects of the kind the sentence names, and size, position and
+relation words ("the largest", "in the north-west", "east of the river") choose among them. It
+gives two layers: <b>answer</b> (the referent, or the set for "all the lakes"; empty when the
+model abstains: a noun it was not trained on, unless <i>Force unknown nouns</i>, or no confident
+match) and <b>candidates</b> (every object it chose from, with rank, selected and the measures
+used). A GeoPackage output holds both as its layers <code>answer</code> and
+<code>candidates</code>; with another format set <i>Candidates</i> to keep them. The rule that
+chose the answer is in the log. <b>Per tile</b> returns every object each tile finds (one
+layer); <b>Whole scene</b> resamples the whole scene to one model call (scenes of about one
+tile).</p>
 <p>Empty options use the model's defaults (tile size, overlap, threshold). <i>Minimum area</i>
 is in square metres and <i>Simplify</i> in metres, whatever the raster's CRS. The output is in
 the raster's CRS; each feature carries expression, score, area_m2, model_id, model_sha256,
@@ -75,18 +87,32 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
     PIXEL_SIZE = "PIXEL_SIZE"
     ASSUME_CRS = "ASSUME_CRS"
     DST_CRS = "DST_CRS"
-    WHOLE_SCENE = "WHOLE_SCENE"
+    WHOLE_SCENE = "WHOLE_SCENE"  # hidden: older scripts and models; MODE replaces it
+    MODE = "MODE"
+    FORCE = "FORCE"
+    PRESENCE = "PRESENCE"
     OUTPUT = "OUTPUT"
+    CANDIDATES = "CANDIDATES"
     PROB = "PROB"
     FEATURES = "FEATURES"
     MANIFEST = "MANIFEST"
     RUN_ID = "RUN_ID"
+    RULE = "RULE"
+    ABSTAINED = "ABSTAINED"
 
     #: Enum option order is part of the API (scripts pass indices): append, never reorder.
     MODELS = ["btdnet-lite", "btdnet-b", "btdnet-tiny", "btdnet-lite-demo"]
     #: The trained demo model shipped with rrsis-geo; the presets have untrained heads.
     DEFAULT_MODEL = MODELS.index("btdnet-lite-demo")
     DEVICES = ["auto", "cpu", "cuda"]
+    #: (CLI mode, label); indices are API like MODELS: append, never reorder.
+    MODES = [
+        ("scene", "Scene-level: the sentence answered in the whole scene (answer + candidates)"),
+        ("per-tile", "Per tile: every object each tile finds"),
+        ("whole-scene", "Whole scene: one model call on the resampled scene (about one tile)"),
+    ]
+    #: GeoPackage layers of a scene-level run.
+    ANSWER_LAYER, CANDIDATES_LAYER = "answer", "candidates"
 
     def tr(self, text):
         return QCoreApplication.translate("rrsis", text)
@@ -111,6 +137,12 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
         self.addParameter(
             QgsProcessingParameterString(
                 self.EXPRESSION, self.tr("Expression (what to find, in English)")
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterEnum(
+                self.MODE, self.tr("Mode"), options=[self.tr(label) for _, label in self.MODES],
+                defaultValue=0,
             )
         )
         self.addParameter(
@@ -214,18 +246,47 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
                 optional=True,
             ),
             QgsProcessingParameterBoolean(
-                self.WHOLE_SCENE,
-                self.tr("Whole scene in one model call (small scenes; 'the north-west pond')"),
+                self.FORCE,
+                self.tr("Force unknown nouns (scene-level: answer even when the model was not "
+                        "trained on the noun)"),
                 defaultValue=False,
+            ),
+            QgsProcessingParameterNumber(
+                self.PRESENCE,
+                self.tr("Presence threshold, 0-1 (scene-level: lowest peak probability of a "
+                        "candidate; empty: the model's)"),
+                type=QgsProcessingParameterNumber.Double,
+                optional=True,
+                minValue=0.0,
+                maxValue=1.0,
             ),
         ]
         for param in advanced:
             param.setFlags(param.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
             self.addParameter(param)
+        # Replaced by MODE; kept, hidden, so saved scripts, models and history that set it still
+        # run in whole-scene mode.
+        legacy = QgsProcessingParameterBoolean(
+            self.WHOLE_SCENE, self.tr("Whole scene in one model call (older; use Mode)"),
+            defaultValue=False, optional=True,
+        )
+        legacy.setFlags(legacy.flags() | QgsProcessingParameterDefinition.FlagHidden)
+        self.addParameter(legacy)
 
         self.addParameter(
             QgsProcessingParameterVectorDestination(
-                self.OUTPUT, self.tr("Segments"), type=QgsProcessing.TypeVectorPolygon
+                self.OUTPUT, self.tr("Segments (scene-level: the answer; a GeoPackage holds the "
+                                     "candidates too)"),
+                type=QgsProcessing.TypeVectorPolygon
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterVectorDestination(
+                self.CANDIDATES,
+                self.tr("Candidates (scene-level; separate layer)"),
+                type=QgsProcessing.TypeVectorPolygon,
+                optional=True,
+                createByDefault=False,
             )
         )
         self.addParameter(
@@ -239,6 +300,10 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
         self.addOutput(QgsProcessingOutputNumber(self.FEATURES, self.tr("Number of features")))
         self.addOutput(QgsProcessingOutputFile(self.MANIFEST, self.tr("Run manifest (JSON)")))
         self.addOutput(QgsProcessingOutputString(self.RUN_ID, self.tr("Run id")))
+        self.addOutput(QgsProcessingOutputString(
+            self.RULE, self.tr("Rule that chose the answer (scene-level)")))
+        self.addOutput(QgsProcessingOutputBoolean(
+            self.ABSTAINED, self.tr("Nothing answered (scene-level)")))
 
     # ----------------------------------------------------------------------------------------
 
@@ -248,6 +313,30 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
         if as_int:
             return self.parameterAsInt(parameters, name, context)
         return self.parameterAsDouble(parameters, name, context)
+
+    def _mode(self, parameters, context):
+        """The CLI mode: MODE, or whole-scene for the older WHOLE_SCENE flag."""
+        mode = None
+        if parameters.get(self.MODE) not in (None, ""):
+            mode = self.MODES[self.parameterAsEnum(parameters, self.MODE, context)][0]
+        legacy = parameters.get(self.WHOLE_SCENE) not in (None, "") and self.parameterAsBoolean(
+            parameters, self.WHOLE_SCENE, context
+        )
+        if legacy:
+            # MODE's default (scene-level) cannot be told from a choice: the older flag wins.
+            if mode == "per-tile":
+                raise QgsProcessingException(
+                    "WHOLE_SCENE (an older parameter) asks for whole-scene mode but Mode is "
+                    "'Per tile'; set Mode only."
+                )
+            return "whole-scene"
+        return mode or "scene"
+
+    def _file_destination(self, parameters, name, context, what):
+        value = self.parameterAsOutputLayer(parameters, name, context)
+        if not value or "|" in value or value.startswith(("memory:", "postgres:", "ogr:")):
+            raise QgsProcessingException(f"{what} must be saved to a file, not {value!r}.")
+        return value
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 - QGIS API name
         from ..provider import executable_setting
@@ -261,6 +350,7 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
         device = self.DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)]
         bands = self.parameterAsInts(parameters, self.BANDS, context) or None
         pixel_size = self._optional_number(parameters, self.PIXEL_SIZE, context)
+        mode = self._mode(parameters, context)
         assume_crs, scene_crs = None, layer.crs()
         if parameters.get(self.ASSUME_CRS) not in (None, ""):
             crs = self.parameterAsCrs(parameters, self.ASSUME_CRS, context)
@@ -279,7 +369,8 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
         if parameters.get(self.EXTENT) not in (None, ""):
             extent = self.parameterAsExtent(parameters, self.EXTENT, context, scene_crs)
 
-        output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
+        # Processing registers destinations for loading under these exact strings.
+        output_key = self._file_destination(parameters, self.OUTPUT, context, "Segments")
         prob = ""
         if parameters.get(self.PROB) not in (None, ""):
             prob = self.parameterAsOutputLayer(parameters, self.PROB, context) or ""
@@ -287,11 +378,23 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
             raise QgsProcessingException(
                 f"The probability raster must be a GeoTIFF (.tif): {prob}"
             )
-        if not output or "|" in output or output.startswith(("memory:", "postgres:", "ogr:")):
-            raise QgsProcessingException(f"Segments must be saved to a file, not {output!r}.")
-        output = os.path.abspath(output)
+        candidates_key = ""
+        if parameters.get(self.CANDIDATES) not in (None, ""):
+            candidates_key = self._file_destination(parameters, self.CANDIDATES, context, "Candidates")
+            if mode != "scene":
+                raise QgsProcessingException(
+                    "Candidates are written by scene-level runs only: clear 'Candidates' or set "
+                    "Mode to 'Scene-level'."
+                )
+        output = os.path.abspath(output_key)
         ext = os.path.splitext(output)[1].lower().lstrip(".")
         convert = ext not in runner.CLI_VECTOR_EXTENSIONS
+        candidates = os.path.abspath(candidates_key) if candidates_key else ""
+        if candidates and candidates == output:
+            raise QgsProcessingException("Candidates must be saved to another file than Segments.")
+        convert_candidates = bool(candidates) and (
+            os.path.splitext(candidates)[1].lower().lstrip(".") not in runner.CLI_VECTOR_EXTENSIONS
+        )
 
         try:
             command = runner.resolve_command(executable_setting())
@@ -311,6 +414,8 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
             if feedback.isCanceled():
                 raise QgsProcessingException("Cancelled; nothing was written.")
             cli_output = os.path.join(workdir, "segments.gpkg") if convert else output
+            cli_candidates = (os.path.join(workdir, "candidates.gpkg") if convert_candidates
+                              else candidates)
             request = runner.SegmentRequest(
                 scene=scene_path,
                 expression=expression,
@@ -328,34 +433,77 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
                 aoi=aoi,
                 assume_crs=assume_crs,
                 dst_crs=dst_crs,
-                whole_scene=self.parameterAsBoolean(parameters, self.WHOLE_SCENE, context),
+                whole_scene=mode == "whole-scene",
+                per_tile=mode == "per-tile",
+                candidates=cli_candidates or None,
+                presence=self._optional_number(parameters, self.PRESENCE, context),
+                force=self.parameterAsBoolean(parameters, self.FORCE, context),
                 source_label=source_label,
                 # QGIS already asked before replacing an existing destination.
                 overwrite=True,
             )
             argv = command + request.args()
             feedback.pushCommandInfo(" ".join(shlex.quote(a) for a in argv))
-            done = self._run(argv, [output, prob, output + ".manifest.json"], convert, cli_output,
-                             output, context, feedback)
+
+            def finish(done):
+                # Files the command could not write: converted by QGIS, inside the guard.
+                if convert:
+                    source = cli_output
+                    if done.get("mode") == "scene":
+                        source += f"|layername={self.ANSWER_LAYER}"
+                    self._convert(source, output, context, feedback, manifest=cli_output)
+                if convert_candidates:
+                    self._convert(cli_candidates, candidates, context, feedback)
+
+            done = self._run(argv, [output, prob, output + ".manifest.json", candidates], finish,
+                             feedback)
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
 
         manifest = output + ".manifest.json"
-        styles.attach(context, output, f"rrsis: {expression.strip()}", styles.style_segments)
+        text = expression.strip()
+        scene_run = done.get("mode") == "scene"  # an older rrsis reports no mode: one layer
+        answer_source, candidates_source = output, None
+        if scene_run:
+            in_gpkg = ext == "gpkg"
+            if in_gpkg:
+                answer_source = f"{output}|layername={self.ANSWER_LAYER}"
+            if candidates:
+                candidates_source = candidates
+            elif in_gpkg:
+                candidates_source = f"{output}|layername={self.CANDIDATES_LAYER}"
+            else:
+                feedback.pushInfo(
+                    "The candidates are not kept: a GeoPackage output holds them as its layer "
+                    "'candidates'; with other formats set 'Candidates'."
+                )
+            candidates_layer = None
+            if candidates_source:  # (its own destination or none, what to load, its table)
+                candidates_layer = (candidates_key or None, candidates_source,
+                                    None if candidates else self.CANDIDATES_LAYER)
+            styles.attach_scene(
+                context, text, (output_key, answer_source, self.ANSWER_LAYER if in_gpkg else None),
+                candidates_layer,
+            )
+        else:
+            styles.attach(context, output_key, f"rrsis: {text}", styles.style_segments)
         if prob:
-            styles.attach(context, prob, f"rrsis probability: {expression.strip()}",
-                          styles.style_probability)
+            styles.attach(context, prob, f"rrsis probability: {text}", styles.style_probability)
         results = {
-            self.OUTPUT: output,
+            self.OUTPUT: answer_source,
             self.FEATURES: int(done.get("features", 0)),
             self.MANIFEST: manifest if os.path.exists(manifest) else None,
             self.RUN_ID: self._run_id,
+            self.RULE: done.get("rule") if scene_run else None,
+            self.ABSTAINED: bool(done.get("abstained")) if scene_run else False,
         }
+        if candidates_source:
+            results[self.CANDIDATES] = candidates_source
         if prob:
             results[self.PROB] = prob
         return results
 
-    def _run(self, argv, destinations, convert, cli_output, output, context, feedback):
+    def _run(self, argv, destinations, finish, feedback):
         self._run_id = None
 
         def on_event(event):
@@ -380,9 +528,18 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
                 else:
                     feedback.pushInfo(str(event.get("message", "")))
             elif kind == "done":
-                feedback.pushInfo(
-                    f"{event.get('features')} feature(s) in {float(event.get('seconds', 0)):.1f} s"
-                )
+                seconds = f"{float(event.get('seconds') or 0):.1f} s"
+                if event.get("mode") == "scene":
+                    rule = event.get("rule") or ""
+                    feedback.pushInfo(f"Rule: {rule}")
+                    if event.get("abstained"):
+                        feedback.pushWarning(f"No answer: {rule}")
+                    feedback.pushInfo(
+                        f"{event.get('answer_features', event.get('features'))} answer feature(s) "
+                        f"of {event.get('candidates')} candidate(s) in {seconds}"
+                    )
+                else:
+                    feedback.pushInfo(f"{event.get('features')} feature(s) in {seconds}")
 
         def on_text(stream, line):
             feedback.pushConsoleInfo(line)
@@ -392,8 +549,7 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
                 done = runner.run_cli(
                     argv, on_event=on_event, on_text=on_text, is_canceled=feedback.isCanceled
                 )
-                if convert:
-                    self._convert(cli_output, output, context, feedback)
+                finish(done)
         except runner.RunCancelled:
             raise QgsProcessingException(
                 "Cancelled: the rrsis process was stopped and no output was written."
@@ -407,8 +563,9 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
             raise QgsProcessingException(str(exc)) from exc
         return done
 
-    def _convert(self, source, output, context, feedback):
-        """Write the CLI's GeoPackage to a format the CLI does not write, atomically."""
+    def _convert(self, source, output, context, feedback, manifest=None):
+        """Write a layer the CLI wrote (``source``: a path, or ``path|layername=...``) to a format
+        the CLI does not write, atomically. ``manifest``: the CLI output whose manifest to copy."""
         layer = QgsVectorLayer(source, "segments", "ogr")
         if not layer.isValid():
             raise QgsProcessingException(f"rrsis wrote an unreadable result: {source}")
@@ -430,9 +587,8 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
                 os.replace(os.path.join(staging, name), os.path.join(folder, name))
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-        manifest = source + ".manifest.json"
-        if os.path.exists(manifest):
-            with open(manifest, encoding="utf-8") as fh:
+        if manifest and os.path.exists(manifest + ".manifest.json"):
+            with open(manifest + ".manifest.json", encoding="utf-8") as fh:
                 data = json.load(fh)
             if isinstance(data, dict):
                 data["converted_to"] = output

@@ -67,6 +67,7 @@ class RecordingFeedback(QgsProcessingFeedback):
 
 
 def describe_vector(path):
+    """``path``: a file, or ``file|layername=...``."""
     layer = QgsVectorLayer(path, "out", "ogr")
     if not layer.isValid():
         return {"valid": False}
@@ -93,13 +94,25 @@ def describe_raster(path):
 
 
 def describe_loaded():
+    """The project's layers, top to bottom as the layer tree shows them."""
     out = []
-    for layer in QgsProject.instance().mapLayers().values():
-        item = {"name": layer.name(), "source": layer.source(), "renderer": layer.renderer().type()}
-        if isinstance(layer, QgsVectorLayer) and layer.renderer().type() == "singleSymbol":
-            symbol = layer.renderer().symbol()
-            item["fill"] = symbol.color().name()
-            item["outline"] = symbol.symbolLayer(0).strokeColor().name()
+    project = QgsProject.instance()
+    tree = [node.layerId() for node in project.layerTreeRoot().findLayers()]
+    layers = project.mapLayers()
+    for layer_id in tree + sorted(set(layers) - set(tree)):
+        layer = layers[layer_id]
+        item = {"name": layer.name(), "source": layer.source(), "renderer": layer.renderer().type(),
+                "in_tree": layer_id in tree}
+        if isinstance(layer, QgsVectorLayer):
+            item["count"] = layer.featureCount()
+            if layer.renderer().type() == "singleSymbol":
+                symbol = layer.renderer().symbol()
+                item["fill"] = symbol.color().name()
+                item["fill_alpha"] = symbol.symbolLayer(0).fillColor().alpha()
+                item["brush"] = int(symbol.symbolLayer(0).brushStyle())
+                item["outline"] = symbol.symbolLayer(0).strokeColor().name()
+                item["outline_alpha"] = symbol.symbolLayer(0).strokeColor().alpha()
+                item["outline_width"] = symbol.symbolLayer(0).strokeWidth()
         out.append(item)
     return out
 
@@ -144,9 +157,10 @@ def run_scenario(scenario):
         record["ok"] = True
         record["results"] = {k: (v if isinstance(v, (str, int, float, type(None))) else str(v))
                              for k, v in results.items()}
-        out = results.get("OUTPUT")
-        if out and os.path.exists(out):
-            record["output"] = describe_vector(out)
+        for key, name in (("OUTPUT", "output"), ("CANDIDATES", "candidates")):
+            out = results.get(key)
+            if out and os.path.exists(out.split("|")[0]):
+                record[name] = describe_vector(out)
         if results.get("PROB") and os.path.exists(results["PROB"]):
             record["prob"] = describe_raster(results["PROB"])
     except Exception as exc:  # the message QGIS shows the user
@@ -198,6 +212,14 @@ def main(scenarios_path, results_path):
         "plugin": {
             "module": qgis.utils.plugins[PLUGIN].__class__.__module__,
             "parameters": [d.name() for d in alg.parameterDefinitions()],
+            "hidden": [d.name() for d in alg.parameterDefinitions()
+                       if d.flags() & d.FlagHidden],
+            "advanced": [d.name() for d in alg.parameterDefinitions()
+                         if d.flags() & d.FlagAdvanced],
+            "enums": {d.name(): d.options() for d in alg.parameterDefinitions()
+                      if d.type() == "enum"},
+            "defaults": {d.name(): d.defaultValue() for d in alg.parameterDefinitions()
+                         if isinstance(d.defaultValue(), (bool, int, float, str))},
             "outputs": [d.name() for d in alg.outputDefinitions()],
             # Runs in a background task in the desktop (never on the GUI thread).
             "threaded": not (alg.flags() & QgsProcessingAlgorithm.FlagNoThreading),

@@ -112,11 +112,19 @@ def real_runs(qgis_available, plugin_zip, real_rrsis, no_crs_scene, tmp_path_fac
 def test_processing_run_writes_a_valid_layer_in_the_raster_crs(real_runs):
     run = real_runs["runs"]["loaded"]
     assert run["ok"], run
-    out = run["output"]
-    assert out["valid"] and out["crs"] == "EPSG:26914"
-    assert out["geometry_type"] == 2  # polygons
-    assert set(DOCUMENTED_FIELDS) <= set(out["fields"]), out["fields"]
-    assert run["results"]["FEATURES"] == out["count"]
+    # Scene-level (the default): the answer and its candidates, two layers of the GeoPackage.
+    gpkg = str(real_runs["dirs"]["loaded"] / "lakes.gpkg")
+    assert run["results"]["OUTPUT"] == gpkg + "|layername=answer"
+    assert run["results"]["CANDIDATES"] == gpkg + "|layername=candidates"
+    assert isinstance(run["results"]["RULE"], str)
+    assert isinstance(run["results"]["ABSTAINED"], bool)
+    out, candidates = run["output"], run["candidates"]
+    for layer in (out, candidates):
+        assert layer["valid"] and layer["crs"] == "EPSG:26914"
+        assert layer["geometry_type"] == 2  # polygons
+        assert set(DOCUMENTED_FIELDS) | {"rank", "selected"} <= set(layer["fields"]), layer["fields"]
+    assert run["results"]["FEATURES"] == out["count"] <= candidates["count"]
+    assert any(line.startswith("Rule: ") for line in run["log"]["info"])
     assert run["results"]["PROB"].endswith(".tif")
     prob = run["prob"]
     assert prob["valid"] and prob["crs"] == "EPSG:26914"
@@ -131,23 +139,30 @@ def test_processing_run_features_carry_provenance(real_runs):
     import geopandas as gpd
 
     run = real_runs["runs"]["loaded"]
-    frame = gpd.read_file(real_runs["dirs"]["loaded"] / "lakes.gpkg")
-    assert frame.crs.to_epsg() == 26914
-    if len(frame):
-        assert set(frame["expression"]) == {"the largest lake"}
-        assert set(frame["run_id"]) == {run["results"]["RUN_ID"]}
-        assert (frame["area_m2"] > 0).all()
+    for layer in ("answer", "candidates"):
+        frame = gpd.read_file(real_runs["dirs"]["loaded"] / "lakes.gpkg", layer=layer)
+        assert frame.crs.to_epsg() == 26914
+        if len(frame):
+            assert set(frame["expression"]) == {"the largest lake"}
+            assert set(frame["run_id"]) == {run["results"]["RUN_ID"]}
+            assert (frame["area_m2"] > 0).all()
 
 
 def test_results_are_loaded_and_styled(real_runs):
-    """Both results are loaded and styled. The probability raster is a temporary output, so it
+    """The results are loaded and styled. The probability raster is a temporary output, so it
     keeps the algorithm's descriptive name; the polygons go to a named file outside the temp dir,
-    so QGIS's default "Prefer output filename for layer names" names the layer after the file.
+    so QGIS's default "Prefer output filename for layer names" names the layers after the file
+    (and the GeoPackage layer: answer, candidates).
     (The profile's TMPDIR is its own folder: under /tmp, QGIS would treat every pytest output as
     a temporary layer and this test would not see the difference.)"""
-    loaded = {layer["name"]: layer for layer in real_runs["runs"]["loaded"]["loaded"]}
-    assert set(loaded) == {"lakes", "rrsis probability: the largest lake"}, list(loaded)
-    assert loaded["lakes"]["outline"] == "#ffd400"
+    layers = real_runs["runs"]["loaded"]["loaded"]
+    loaded = {layer["name"]: layer for layer in layers}
+    assert set(loaded) == {"lakes: answer", "lakes: candidates",
+                           "rrsis probability: the largest lake"}, list(loaded)
+    assert loaded["lakes: answer"]["outline"] == "#ffd400"
+    assert loaded["lakes: candidates"]["brush"] == 0  # faint: no fill
+    names = [layer["name"] for layer in layers]
+    assert names.index("lakes: candidates") == names.index("lakes: answer") + 1
     assert loaded["rrsis probability: the largest lake"]["renderer"] == "singlebandpseudocolor"
 
 
@@ -259,13 +274,15 @@ def test_qgis_process_runs_the_algorithm_and_returns_json(qgis_available, plugin
     answer = json.loads(proc.stdout[proc.stdout.index("{"):])
     assert answer["algorithm_details"]["id"] == "rrsis:segment"
     results = answer["results"]
-    assert results["OUTPUT"] == str(out)
+    # Scene-level (the default): a GeoPackage's answer layer; GeoJSON holds the answer alone.
+    assert results["OUTPUT"] == (f"{out}|layername=answer" if kind == "real" else str(out))
     assert isinstance(results["FEATURES"], (int, float)) and results["RUN_ID"]
     assert results["MANIFEST"] == str(out) + ".manifest.json"
+    assert isinstance(results["RULE"], str) and isinstance(results["ABSTAINED"], bool)
 
     import geopandas as gpd
 
-    frame = gpd.read_file(out)
+    frame = gpd.read_file(out, layer="answer") if kind == "real" else gpd.read_file(out)
     assert len(frame) == results["FEATURES"]
     assert set(DOCUMENTED_FIELDS) <= set(frame.columns)
     if kind == "real":

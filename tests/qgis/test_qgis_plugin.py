@@ -210,8 +210,114 @@ def fake_runs(qgis_available, plugin_zip, tmp_path_factory):
         },
     ]
 
+    # Scene-level runs (the default mode) and the mode parameter.
+    def argv_env(name, **extra):
+        return {**common_env, "FAKE_RRSIS_ARGV": str(base / f"argv_{name}.json"), **extra}
+
+    scenarios += [
+        {
+            "name": "scene_gpkg_loaded",
+            "setting": str(fake),
+            "load": True,
+            "prefer_filename": False,
+            "env": argv_env("scene_gpkg_loaded"),
+            "params": {"INPUT": str(SAMPLE), "EXPRESSION": "the largest lake",
+                       "OUTPUT": str(out_dir("scene_gpkg_loaded") / "lakes.gpkg")},
+        },
+        {
+            "name": "scene_gpkg_filenames",
+            "setting": str(fake),
+            "load": True,
+            "prefer_filename": True,
+            "env": common_env,
+            "params": {"INPUT": str(SAMPLE), "EXPRESSION": "the largest lake",
+                       "OUTPUT": str(out_dir("scene_gpkg_filenames") / "lakes.gpkg")},
+        },
+        {
+            "name": "abstained",
+            "setting": str(fake),
+            "load": True,
+            "prefer_filename": False,
+            "env": argv_env("abstained"),
+            "params": {"INPUT": str(SAMPLE), "EXPRESSION": "the volcano", "MODE": 0,
+                       "OUTPUT": str(out_dir("abstained") / "volcano.gpkg")},
+        },
+        {
+            "name": "forced",
+            "setting": str(fake),
+            "env": argv_env("forced"),
+            "params": {"INPUT": str(SAMPLE), "EXPRESSION": "the volcano", "FORCE": True,
+                       "PRESENCE": 0.4, "OUTPUT": str(out_dir("forced") / "volcano.gpkg")},
+        },
+        {
+            "name": "per_tile_loaded",
+            "setting": str(fake),
+            "load": True,
+            "prefer_filename": False,
+            "env": argv_env("per_tile_loaded"),
+            "params": {"INPUT": str(SAMPLE), "EXPRESSION": "the lake", "MODE": 1,
+                       "OUTPUT": str(out_dir("per_tile_loaded") / "tiles.gpkg")},
+        },
+        {
+            "name": "mode_whole_scene",
+            "setting": str(fake),
+            "env": argv_env("mode_whole_scene"),
+            "params": {"INPUT": str(SAMPLE), "EXPRESSION": "the lake", "MODE": 2,
+                       "OUTPUT": str(out_dir("mode_whole_scene") / "x.gpkg")},
+        },
+        {
+            "name": "legacy_whole_scene_with_mode_default",
+            "setting": str(fake),
+            "env": argv_env("legacy_whole_scene_with_mode_default"),
+            "params": {"INPUT": str(SAMPLE), "EXPRESSION": "the lake", "MODE": 0,
+                       "WHOLE_SCENE": True,
+                       "OUTPUT": str(out_dir("legacy_whole_scene_with_mode_default") / "x.gpkg")},
+        },
+        {
+            "name": "legacy_conflict",
+            "setting": str(fake),
+            "env": argv_env("legacy_conflict"),
+            "params": {"INPUT": str(SAMPLE), "EXPRESSION": "the lake", "MODE": 1,
+                       "WHOLE_SCENE": True, "OUTPUT": str(out_dir("legacy_conflict") / "x.gpkg")},
+        },
+        {
+            "name": "candidates_separate",
+            "setting": str(fake),
+            "load": True,
+            "prefer_filename": False,
+            "env": argv_env("candidates_separate"),
+            "params": {"INPUT": str(SAMPLE), "EXPRESSION": "the largest lake",
+                       "OUTPUT": str(out_dir("candidates_separate") / "lake.geojson"),
+                       "CANDIDATES": str(dirs["candidates_separate"] / "all.geojson")},
+        },
+        {
+            "name": "candidates_per_tile",
+            "setting": str(fake),
+            "env": argv_env("candidates_per_tile"),
+            "params": {"INPUT": str(SAMPLE), "EXPRESSION": "the lake", "MODE": 1,
+                       "OUTPUT": str(out_dir("candidates_per_tile") / "x.geojson"),
+                       "CANDIDATES": str(dirs["candidates_per_tile"] / "c.geojson")},
+        },
+        {
+            # Formats the command does not write: QGIS converts the answer layer of the
+            # command's GeoPackage, and the candidates file the command wrote beside it.
+            "name": "scene_converted",
+            "setting": str(fake),
+            "env": argv_env("scene_converted"),
+            "params": {"INPUT": str(SAMPLE), "EXPRESSION": "the largest lake",
+                       "OUTPUT": str(out_dir("scene_converted") / "lake.gml"),
+                       "CANDIDATES": str(dirs["scene_converted"] / "all.gml")},
+        },
+    ]
+
     records = run_driver(profile, scenarios, base)
     return {"records": records, "runs": records["scenarios"], "base": base, "dirs": dirs}
+
+
+def _argv(fake_runs, name):
+    """The arguments the fake received in scenario ``name``."""
+    stem = {"ok_loaded": "ok", "checkpoint_defaults": "ckpt"}.get(name, name)
+    return json.loads((fake_runs["base"] / f"argv_{stem}.json").read_text())
 
 
 def test_plugin_loads_like_qgis_loads_it(fake_runs):
@@ -220,9 +326,17 @@ def test_plugin_loads_like_qgis_loads_it(fake_runs):
     assert plugin["provider_setting"] is True
     assert plugin["threaded"] is True
     for name in ["INPUT", "EXPRESSION", "MODEL", "CHECKPOINT", "BANDS", "TILE", "OVERLAP",
-                 "THRESHOLD", "MIN_AREA", "SIMPLIFY", "DEVICE", "OUTPUT", "PROB"]:
+                 "THRESHOLD", "MIN_AREA", "SIMPLIFY", "DEVICE", "OUTPUT", "PROB", "MODE", "FORCE",
+                 "PRESENCE", "CANDIDATES", "WHOLE_SCENE"]:
         assert name in plugin["parameters"]
-    assert {"OUTPUT", "PROB", "FEATURES", "MANIFEST", "RUN_ID"} <= set(plugin["outputs"])
+    assert {"OUTPUT", "PROB", "FEATURES", "MANIFEST", "RUN_ID", "CANDIDATES", "RULE",
+            "ABSTAINED"} <= set(plugin["outputs"])
+    # The mode enum replaces the whole-scene checkbox, which stays (hidden) for saved scripts.
+    assert plugin["hidden"] == ["WHOLE_SCENE"]
+    assert {"FORCE", "PRESENCE"} <= set(plugin["advanced"]) and "MODE" not in plugin["advanced"]
+    assert [o.split(":")[0] for o in plugin["enums"]["MODE"]] == ["Scene-level", "Per tile",
+                                                                  "Whole scene"]
+    assert plugin["defaults"]["MODE"] == 0 and plugin["defaults"]["FORCE"] is False
     assert fake_runs["records"]["unloaded"] is True
     assert fake_runs["records"]["imported"] == []  # no torch, rrsis_geo, ... in QGIS's Python
 
@@ -247,8 +361,159 @@ def test_parameters_reach_the_command(fake_runs):
     assert pairs["--model"].endswith("my-model.safetensors")
     assert pairs["--device"] == "auto"
     for unset in ("--bands", "--tile", "--overlap", "--threshold", "--min-area", "--simplify",
-                  "--prob", "--aoi", "--assume-crs", "--dst-crs", "--whole-scene"):
+                  "--prob", "--aoi", "--assume-crs", "--dst-crs", "--whole-scene", "--per-tile",
+                  "--force", "--presence", "--candidates"):
         assert unset not in argv
+
+
+MODE_FLAGS = ("--per-tile", "--whole-scene")
+
+
+@pytest.mark.parametrize("name, flags", [
+    ("scene_gpkg_loaded", []),  # MODE left out: scene-level, the CLI's default (no flag)
+    ("abstained", []),  # MODE 0
+    ("per_tile_loaded", ["--per-tile"]),  # MODE 1
+    ("mode_whole_scene", ["--whole-scene"]),  # MODE 2
+    ("ok_loaded", ["--whole-scene"]),  # the older WHOLE_SCENE flag alone
+    ("legacy_whole_scene_with_mode_default", ["--whole-scene"]),
+])
+def test_mode_maps_to_the_cli_flags(fake_runs, name, flags):
+    run = fake_runs["runs"][name]
+    assert run["ok"], run
+    argv = _argv(fake_runs, name)
+    assert [a for a in argv[: argv.index("--")] if a in MODE_FLAGS] == flags
+
+
+def test_whole_scene_flag_and_per_tile_mode_contradict(fake_runs):
+    run = fake_runs["runs"]["legacy_conflict"]
+    assert run["error_type"] == "QgsProcessingException"
+    assert "WHOLE_SCENE" in run["error"] and "'Per tile'" in run["error"]
+    assert not (fake_runs["base"] / "argv_legacy_conflict.json").exists()  # never started
+    assert os.listdir(fake_runs["dirs"]["legacy_conflict"]) == []
+
+
+def test_force_and_presence_reach_the_command(fake_runs):
+    run = fake_runs["runs"]["forced"]
+    assert run["ok"], run
+    argv = _argv(fake_runs, "forced")
+    assert "--force" in argv and float(argv[argv.index("--presence") + 1]) == pytest.approx(0.4)
+    assert run["results"]["ABSTAINED"] is False and run["results"]["FEATURES"] == 1
+    assert any("answering anyway because of --force" in w for w in run["log"]["warning"])
+
+
+def test_scene_level_run_loads_answer_over_faint_candidates(fake_runs):
+    run = fake_runs["runs"]["scene_gpkg_loaded"]
+    assert run["ok"], run
+    out = str(fake_runs["dirs"]["scene_gpkg_loaded"] / "lakes.gpkg")
+    assert run["results"]["OUTPUT"] == out + "|layername=answer"
+    assert run["results"]["CANDIDATES"] == out + "|layername=candidates"
+    assert run["results"]["FEATURES"] == 1 and run["output"]["count"] == 1
+    assert run["candidates"]["count"] == 3
+    assert run["results"]["RULE"] == "largest of 3 lake candidates: 100 m2"
+    assert run["results"]["ABSTAINED"] is False
+    # Top to bottom in the layer tree: the answer, then its candidates just below.
+    answer, candidates = run["loaded"]
+    assert answer["in_tree"] and candidates["in_tree"]
+    assert answer["name"] == "rrsis answer: the largest lake"
+    assert candidates["name"] == "rrsis candidates: the largest lake"
+    assert answer["source"].endswith("|layername=answer") and answer["count"] == 1
+    assert candidates["source"].endswith("|layername=candidates") and candidates["count"] == 3
+    assert answer["outline"] == "#ffd400" and answer["fill_alpha"] > 0
+    # Faint: no fill, a thinner and translucent outline.
+    assert candidates["brush"] == 0  # Qt.NoBrush
+    assert candidates["outline_width"] < answer["outline_width"]
+    assert candidates["outline_alpha"] < 255 and candidates["outline"] != answer["outline"]
+    assert "Rule: largest of 3 lake candidates: 100 m2" in run["log"]["info"]
+    assert "1 answer feature(s) of 3 candidate(s) in 0.0 s" in run["log"]["info"]
+    assert not [w for w in run["log"]["warning"] if w.startswith("No answer")]
+    assert run["log"]["error"] == []
+
+
+def test_scene_level_layer_names_follow_the_output_file_when_qgis_prefers_it(fake_runs):
+    """With "Prefer output filename for layer names" QGIS names a GeoPackage layer after its
+    table ("answer"); the plugin adds the file's name."""
+    run = fake_runs["runs"]["scene_gpkg_filenames"]
+    assert run["ok"], run
+    assert [layer["name"] for layer in run["loaded"]] == ["lakes: answer", "lakes: candidates"]
+
+
+def test_abstained_run_loads_an_empty_answer_and_warns(fake_runs):
+    run = fake_runs["runs"]["abstained"]
+    assert run["ok"], run  # an abstention is a success
+    rule = 'unknown to this model: "volcano"; it knows: lake, road, river'
+    assert run["results"]["ABSTAINED"] is True and run["results"]["RULE"] == rule
+    assert run["results"]["FEATURES"] == 0
+    assert run["output"]["valid"] and run["output"]["count"] == 0
+    assert run["output"]["geometry_type"] == 2  # an empty polygon layer, still loadable
+    answer, candidates = run["loaded"]
+    assert answer["name"] == "rrsis answer: the volcano" and answer["count"] == 0
+    assert candidates["name"] == "rrsis candidates: the volcano" and candidates["count"] == 0
+    assert f"Rule: {rule}" in run["log"]["info"]
+    assert f"No answer: {rule}" in run["log"]["warning"]
+    # The command's own warning (what the model knows) is passed on too.
+    assert any("--force answers anyway" in w for w in run["log"]["warning"])
+    assert "--force" not in _argv(fake_runs, "abstained")
+
+
+def test_per_tile_keeps_one_layer(fake_runs):
+    run = fake_runs["runs"]["per_tile_loaded"]
+    assert run["ok"], run
+    out = str(fake_runs["dirs"]["per_tile_loaded"] / "tiles.gpkg")
+    assert run["results"]["OUTPUT"] == out
+    assert "CANDIDATES" not in run["results"] and run["results"]["RULE"] is None
+    assert run["results"]["ABSTAINED"] is False
+    (loaded,) = run["loaded"]
+    assert loaded["name"] == "rrsis: the lake" and loaded["source"] == out
+    assert loaded["outline"] == "#ffd400" and loaded["count"] == 1
+    assert "1 feature(s) in 0.0 s" in run["log"]["info"]
+    assert not [line for line in run["log"]["info"] if line.startswith("Rule:")]
+
+
+def test_candidates_output_for_a_format_with_one_layer(fake_runs):
+    run = fake_runs["runs"]["candidates_separate"]
+    assert run["ok"], run
+    folder = fake_runs["dirs"]["candidates_separate"]
+    argv = _argv(fake_runs, "candidates_separate")
+    assert argv[argv.index("--candidates") + 1] == str(folder / "all.geojson")
+    assert run["results"]["OUTPUT"] == str(folder / "lake.geojson")
+    assert run["results"]["CANDIDATES"] == str(folder / "all.geojson")
+    assert run["output"]["count"] == 1 and run["candidates"]["count"] == 3
+    answer, candidates = run["loaded"]
+    assert answer["name"] == "rrsis answer: the largest lake" and answer["outline"] == "#ffd400"
+    assert candidates["name"] == "rrsis candidates: the largest lake" and candidates["brush"] == 0
+    assert candidates["source"] == str(folder / "all.geojson")
+
+
+def test_candidates_are_refused_outside_scene_level(fake_runs):
+    run = fake_runs["runs"]["candidates_per_tile"]
+    assert run["error_type"] == "QgsProcessingException"
+    assert "scene-level runs only" in run["error"]
+    assert not (fake_runs["base"] / "argv_candidates_per_tile.json").exists()
+    assert os.listdir(fake_runs["dirs"]["candidates_per_tile"]) == []
+
+
+def test_scene_level_outputs_in_other_formats_are_converted(fake_runs):
+    import geopandas as gpd
+
+    run = fake_runs["runs"]["scene_converted"]
+    assert run["ok"], run
+    folder = fake_runs["dirs"]["scene_converted"]
+    argv = _argv(fake_runs, "scene_converted")
+    assert argv[argv.index("-o") + 1].endswith("segments.gpkg")
+    assert argv[argv.index("--candidates") + 1].endswith("candidates.gpkg")
+    # The answer layer of the command's GeoPackage, not its first or its candidates.
+    assert len(gpd.read_file(folder / "lake.gml")) == 1
+    assert sorted(gpd.read_file(folder / "all.gml")["rank"]) == [1, 2, 3]
+    assert run["results"]["OUTPUT"] == str(folder / "lake.gml")
+    assert run["results"]["CANDIDATES"] == str(folder / "all.gml")
+    assert "lake.gml.manifest.json" in os.listdir(folder)
+
+
+def test_candidates_not_kept_is_said(fake_runs):
+    run = fake_runs["runs"]["checkpoint_defaults"]  # scene-level, GeoJSON, no Candidates
+    assert run["ok"], run
+    assert any(line.startswith("The candidates are not kept") for line in run["log"]["info"])
+    assert "CANDIDATES" not in run["results"]
 
 
 def test_progress_and_messages_reach_the_feedback(fake_runs):

@@ -106,6 +106,19 @@ def test_arguments_options_first_positionals_after_double_dash():
     assert "--overwrite" in flags and "--whole-scene" in flags
 
 
+def test_arguments_for_scene_level_and_per_tile_runs():
+    args = runner.SegmentRequest(scene="s.tif", expression="the volcano", output="o.geojson",
+                                 candidates="/d/c.geojson", presence=0.25, force=True).args()
+    flags = args[: args.index("--")]
+    assert flags[flags.index("--candidates") + 1] == "/d/c.geojson"
+    assert float(flags[flags.index("--presence") + 1]) == 0.25
+    assert "--force" in flags
+    assert "--per-tile" not in flags and "--whole-scene" not in flags  # scene-level: no flag
+    args = runner.SegmentRequest(scene="s.tif", expression="x", output="o.gpkg", per_tile=True).args()
+    assert "--per-tile" in args and "--whole-scene" not in args
+    assert not {"--candidates", "--presence", "--force"} & set(args)
+
+
 def test_arguments_leave_unset_options_to_the_cli():
     args = runner.SegmentRequest(scene="s.tif", expression="x", output="o.gpkg", overwrite=False).args()
     assert args == ["segment", "-o", "o.gpkg", "--progress", "json", "--", "s.tif", "x"]
@@ -135,6 +148,7 @@ def test_run_reports_events_in_order_and_returns_done(tmp_path):
     assert ("stdout", "some library printed this") in texts
     assert ("stderr", "a warning on stderr") in texts
     assert done["output"] == str(tmp_path / "out.geojson") and done["features"] == 1
+    assert done["mode"] == "scene" and done["abstained"] is False and done["rule"]
     assert json.loads((tmp_path / "out.geojson").read_text())["features"]
 
 
