@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import platform
 import queue
@@ -58,7 +59,7 @@ from rrsis_geo.engine.tiling import (
     rows_final_after,
     validate_tiling,
 )
-from rrsis_geo.engine.vectorize import SeamMerger, to_crs_geometry
+from rrsis_geo.engine.vectorize import SeamMerger
 from rrsis_geo.engine.whole_scene import check_whole_scene, glance_scene, predict_whole_scene
 from rrsis_geo.errors import Cancelled, ExpressionError, InputError, ModelError, OutputError
 from rrsis_geo.predictor import Predictor
@@ -69,8 +70,9 @@ from rrsis_geo.referring.plan import ScenePlan, plan_query
 from rrsis_geo.referring.resolve import Resolution, resolve
 
 Progress = Callable[[dict], None]
-# Scene-level runs ignore specks smaller than this many pixels unless the checkpoint says otherwise.
-MIN_CANDIDATE_PX = 16
+# Scene-level runs choose among objects of at least this many pixels *of the model's input* (5 x 5):
+# smaller specks of a category map are noise at the scale the model sees.
+MIN_CANDIDATE_INPUT_PX = 25
 
 
 @dataclass(frozen=True)
@@ -734,9 +736,17 @@ def _scene_level(plan: ScenePlan, features: list[dict], passes: _Passes, aoi_geo
                            build_candidates(passes.zoom(phrase), metric, frame)))
     presence = options.presence if options.presence is not None else float(minfo.extra.get("presence", 0.0))
     resolution = resolve(plan.query, candidates, presence=presence,
-                         min_pixels=int(minfo.extra.get("min_target_px", MIN_CANDIDATE_PX)),
-                         references=references)
+                         min_pixels=min_candidate_pixels(minfo, passes.tile), references=references)
     return _SceneAnswer(resolution, candidate_records(candidates, resolution))
+
+
+def min_candidate_pixels(minfo, tile: int) -> int:
+    """The smallest candidate (scene pixels) a scene-level run chooses among: the checkpoint's
+    ``min_target_px`` when it has one, else :data:`MIN_CANDIDATE_INPUT_PX` model-input pixels at
+    this run's tile scale (the model resizes a tile of ``tile`` pixels to its input size)."""
+    if minfo.extra.get("min_target_px"):
+        return int(minfo.extra["min_target_px"])
+    return math.ceil(MIN_CANDIDATE_INPUT_PX * (tile / minfo.input_size) ** 2)
 
 
 def _frame_polygon(info: SceneInfo, aoi_geoms) -> shapely.Geometry:

@@ -37,6 +37,7 @@ class Size:
     measure: str  # "area" | "length"
     order: str  # "desc" (largest first) | "asc" (smallest first)
     rank: int = 1
+    among: int | None = None  # a comparative ("the larger lake", "the smaller of the two") compares two
 
 
 @dataclass(frozen=True)
@@ -241,7 +242,9 @@ def _size(m: re.Match) -> Size:
     measure, order = SIZE_WORDS[m.group("word")]
     if m.groupdict().get("noun"):
         measure = "length" if m.group("noun") == "length" else "area"
-    return Size(measure, order, ORDINALS.get(m.group("ord") or "", 1))
+    word = m.group("word")
+    among = 2 if word.endswith("er") or word.startswith(("more ", "less ")) else None
+    return Size(measure, order, ORDINALS.get(m.group("ord") or "", 1), among)
 
 
 # --- tokens -----------------------------------------------------------------------------------

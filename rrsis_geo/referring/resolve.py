@@ -4,7 +4,8 @@ The rules, applied to the candidates that pass the presence test (score_max >= p
 at least ``min_pixels`` large:
 
 - **size** ("the largest", "the second smallest", "the longest"): rank by area or by length of the
-  equivalent rectangle, in metres, and take the k-th.
+  equivalent rectangle, in metres, and take the k-th. A comparative ("the smaller of the two
+  lakes", "the larger lake") compares the two largest candidates.
 - **position, region** ("in the north-west", "at the top"): the frame is cut in thirds; a corner
   word is its corner cell, a side word its third, "centre" the middle cell. Inside the region the
   candidate with the most glance support wins (the whole-scene view of the sentence), then the
@@ -160,6 +161,9 @@ def _resolve_size(query: Query, cands: list[Candidate], pool: list[int],
                   tag: str = "") -> Resolution:
     s = query.size
     key = (lambda i: cands[i].area_m2) if s.measure == "area" else (lambda i: cands[i].length_m)
+    if s.among:  # "the smaller of the two": the two most prominent (largest) candidates
+        pool = sorted(pool, key=key, reverse=True)[: s.among]
+        tag = f"{tag} of the {s.among} largest"
     order = sorted(pool, key=key, reverse=(s.order == "desc"))
     word = _SUPERLATIVE[(s.measure, s.order)]
     if query.number != "one":

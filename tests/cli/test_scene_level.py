@@ -129,7 +129,7 @@ def test_formats_without_layers_write_candidates_beside(tmp_path, scene, model):
     assert result.exit_code == 0, result.output
     assert len(gpd.read_file(out)) == 1 and len(gpd.read_file(cands)) == 3
     manifest = json.load(open(str(out) + ".manifest.json"))
-    assert manifest["scene_level"]["query"]["size"] == {"measure": "area", "order": "desc", "rank": 1}
+    assert manifest["scene_level"]["query"]["size"] == {"measure": "area", "order": "desc", "rank": 1, "among": None}
     assert manifest["scene_level"]["zoom_phrases"] == ["all the lakes"]
 
 

@@ -16,6 +16,8 @@ from rrsis_geo.referring.expression import (
 from scripts.demo_data import expressions as ex
 
 AREA_DESC, AREA_ASC = Size("area", "desc"), Size("area", "asc")
+# comparatives compare two: "the larger lake", "the smaller of the two ponds"
+LARGER, SMALLER = Size("area", "desc", among=2), Size("area", "asc", among=2)
 # words that must never reach a referent (the phrase the model is asked for the category map)
 OPERATOR_WORDS = {"largest", "biggest", "larger", "bigger", "smallest", "tiniest", "smaller", "less", "second",
                   "northernmost", "topmost", "furthest", "closest", "nearest", "next", "north", "south", "east",
@@ -64,8 +66,8 @@ CASES: list[tuple[str, dict]] = [
     ("the 2nd biggest lake", dict(head="lake", size=Size("area", "desc", 2))),
     ("the tiniest pond", dict(head="pond", size=AREA_ASC)),
     ("the widest river", dict(head="river", size=AREA_DESC)),
-    ("the larger lake", dict(head="lake", size=AREA_DESC, number="one")),
-    ("the larger of the two", dict(head=None, size=AREA_DESC, number="one")),
+    ("the larger lake", dict(head="lake", size=LARGER, number="one")),
+    ("the larger of the two", dict(head=None, size=LARGER, number="one")),
     ("the lake with the largest area", dict(head="lake", size=AREA_DESC, referent="the lake")),
     ("the lake with the longest length", dict(head="lake", size=Size("length", "desc"))),
     ("the biggest one", dict(head=None, size=AREA_DESC, number="one")),
@@ -73,7 +75,7 @@ CASES: list[tuple[str, dict]] = [
     ("largest of the lakes", dict(head="lake", size=AREA_DESC, number="one")),
     ("the second largest of the lakes", dict(head="lake", size=Size("area", "desc", 2), number="one")),
     ("the second largest green field", dict(head="green field", attributes=(), size=Size("area", "desc", 2))),
-    ("the less extensive bare plot", dict(head="bare plot", size=AREA_ASC)),
+    ("the less extensive bare plot", dict(head="bare plot", size=SMALLER)),
     ("largest lake", dict(head="lake", size=AREA_DESC, referent="lake")),
     ("The LARGEST lake.", dict(text="The LARGEST lake.", head="lake", size=AREA_DESC, referent="the lake")),
     ("the lake that is the largest", dict(head="lake", size=AREA_DESC, referent="the lake")),
@@ -149,7 +151,7 @@ CASES: list[tuple[str, dict]] = [
     ("one of the lakes", dict(head="lake", number="one")),
     ("every water body in the image", dict(head="water body", number="all", referent="every water body")),
     ("all the bodies of water", dict(head="body of water", number="all")),
-    ("the larger of the two bodies of water", dict(head="body of water", size=AREA_DESC, number="one")),
+    ("the larger of the two bodies of water", dict(head="body of water", size=LARGER, number="one")),
     ("the tennis courts", dict(head="tennis court", number="plural")),
     ("the small green lake", dict(head="lake", attributes=("small", "green"), referent="the small green lake")),
     ("the bare field", dict(head="bare field", attributes=())),
@@ -237,7 +239,7 @@ def test_compound_nouns():
 NOUN_WORDS = sorted({n for phrases in ex.NOUNS.values() for n in phrases})
 # anchors a relation names: (text, its head, its size)
 ANCHORS = [("the river", "river", None), ("the largest lake", "lake", AREA_DESC), ("the large lake", "lake", None),
-           ("the larger green field", "green field", AREA_DESC), ("the largest sea area", "sea area", AREA_DESC),
+           ("the larger green field", "green field", LARGER), ("the largest sea area", "sea area", AREA_DESC),
            ("the bare field", "bare field", None)]
 
 
@@ -268,9 +270,9 @@ def generated() -> list[tuple[str, str, dict]]:
             for t in templates:
                 add("EXTREMES", t.format(**nouns), position=extreme(key))
         for name, templates, size in [("SIZE_LARGEST", ex.SIZE_LARGEST, AREA_DESC),
-                                      ("SIZE_LARGER", ex.SIZE_LARGER, AREA_DESC),
+                                      ("SIZE_LARGER", ex.SIZE_LARGER, LARGER),
                                       ("SIZE_SMALLEST", ex.SIZE_SMALLEST, AREA_ASC),
-                                      ("SIZE_SMALLER", ex.SIZE_SMALLER, AREA_ASC),
+                                      ("SIZE_SMALLER", ex.SIZE_SMALLER, SMALLER),
                                       ("SIZE_SECOND", ex.SIZE_SECOND, Size("area", "desc", 2))]:
             for t in templates:
                 add(name, t.format(**nouns), size=size, number="one")

@@ -57,6 +57,12 @@ def test_size_and_position_pick_the_named_lake(text, expected):
     assert not res.abstained
 
 
+def test_comparatives_compare_the_two_largest():
+    assert answer("the smaller of the two lakes")[0] == [1]  # not the tiny one in the centre
+    assert answer("the larger lake")[0] == [0]
+    assert "of the 2 largest" in answer("the smaller lake")[1].rule
+
+
 def test_rule_states_the_measure_in_metric_units():
     _, res = answer("the largest lake")
     assert res.rule == "largest of 4 lake candidates: 0.56 km2"
