@@ -30,7 +30,7 @@ install-qgis:
 
 demo: install
 	mkdir -p out
-	$(BIN)/rrsis segment data/samples/naip_lakes_south_5m.tif "the lake at the upper right" --whole-scene \
+	$(BIN)/rrsis segment data/samples/naip_lakes_south_5m.tif "the lake at the upper right" \
 		-o out/lake.gpkg --prob out/lake_prob.tif --preview out/lake.png --overwrite
 	@echo "Results: out/lake.gpkg (polygons), out/lake_prob.tif (probabilities), out/lake.png (preview), out/lake.gpkg.manifest.json"
 

@@ -145,3 +145,34 @@ def calibrate(src, root, fmt, dst, split, metric, thresholds, native, batch_size
         click.echo(f"{row['threshold']:>9.2f} {row['mIoU']:>7.2f} {row['oIoU']:>7.2f} {row['Pr@0.5']:>7.2f}{mark}")
     click.echo(f"threshold {c['previous_threshold']:g} -> {c['threshold']:g} ({metric} {c['previous_score']:.2f} -> "
                f"{c['score']:.2f}); wrote {r['path']}")
+
+
+@model.command("calibrate-presence")
+@click.argument("src", type=click.Path(dir_okay=False))
+@click.argument("root", type=click.Path(file_okay=False))
+@format_opt
+@click.option("-o", "--out", "dst", type=click.Path(dir_okay=False), required=True,
+              help="The calibrated checkpoint (may be SRC itself, with --force).")
+@click.option("--split", type=click.Choice(["train", "val", "test"]), default="val", show_default=True,
+              help="Held-out data to choose on (not the split you report).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--force", is_flag=True, help="Overwrite the output if it exists.")
+@custom_data_options
+def calibrate_presence(src, root, fmt, dst, split, device, force, expression_column, category_column,
+                       split_column, raster_column, chip_size, block_chips, val_fraction):
+    """Choose the presence threshold of checkpoint SRC on held-out images in ROOT: a scene-level
+    `rrsis segment` answers "no confident match" when no candidate's peak probability reaches it."""
+    from rrsis_geo.training.calibrate import calibrate_presence as run
+
+    refuse_existing(dst, force)
+    r = run(src, fmt, root, dst, split, device=device,
+            **custom_options(fmt, expression_column, category_column, chip_size, block_chips,
+                             val_fraction, split_column, raster_column))
+    c = r["calibration"]
+    click.echo(f"{fmt} {split}: {c['images']} images x {len(c['prompts'])} category prompts "
+               f"({c['positives']} named, {c['negatives']} not)")
+    click.echo(f"{'presence':>8} {'TPR':>6} {'TNR':>6} {'bal.acc':>7}")
+    for row in r["rows"]:
+        mark = "  <- chosen" if row["presence"] == c["presence"] else ""
+        click.echo(f"{row['presence']:>8.2f} {row['tpr']:>6.2f} {row['tnr']:>6.2f} {row['balanced_accuracy']:>7.2f}{mark}")
+    click.echo(f"presence {c['presence']:g}; wrote {r['path']}")

@@ -10,6 +10,7 @@ geographic CRSs look right.
 from __future__ import annotations
 
 import os
+import textwrap
 
 import numpy as np
 import rasterio
@@ -72,9 +73,10 @@ def render_preview(scene_path: str, bands: tuple[int, ...], frame, path: str, ti
                 ax.add_patch(PathPatch(MplPath(verts, codes), **style))
 
     if faint is not None:
-        draw(faint.geometry, facecolor="none", edgecolor=(0.3, 0.9, 1.0, 0.8), linewidth=0.7)
+        draw(faint.geometry, facecolor="none", edgecolor=(0.3, 0.9, 1.0, 0.9), linewidth=1.0)
     draw(frame.geometry, facecolor=(1, 0.2, 0.1, 0.35), edgecolor=(1, 0.9, 0.1, 1.0), linewidth=1.2)
-    if title:
+    if title:  # wrapped to the picture's width (about 9 px a character at this font size)
+        title = "\n".join(textwrap.wrap(title, max(20, int(shape[1] * zoom / 9.5))))
         ax.text(8, 16, title, color="white", fontsize=11, va="top",
                 bbox={"facecolor": "black", "alpha": 0.6, "pad": 4, "edgecolor": "none"})
     ax.set_xlim(0, shape[1])

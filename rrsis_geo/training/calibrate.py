@@ -58,3 +58,67 @@ def calibrate_checkpoint(checkpoint, fmt: str, root, out, split: str = "val", *,
     }
     path = update_metadata(checkpoint, out, threshold=best["threshold"], calibration=calibration)
     return {"rows": rows, "calibration": calibration, "path": str(path)}
+
+
+def choose_presence(peaks: list[tuple[float, bool]], grid=DEFAULT_GRID, floor: float = 0.0) -> dict:
+    """The presence threshold with the best balanced accuracy on ``(peak probability, category
+    present)`` pairs; among equals the lowest (an abstention costs an answer). Thresholds below
+    ``floor`` (the decision threshold: no candidate exists below it) are not tried."""
+    pos = [p for p, present in peaks if present]
+    neg = [p for p, present in peaks if not present]
+    rows = []
+    for t in sorted({float(t) for t in grid if t >= floor} | {float(floor)}):
+        tpr = sum(p >= t for p in pos) / len(pos) if pos else 1.0
+        tnr = sum(p < t for p in neg) / len(neg) if neg else 1.0
+        rows.append({"presence": t, "tpr": round(tpr, 4), "tnr": round(tnr, 4),
+                     "balanced_accuracy": round((tpr + tnr) / 2, 4)})
+    best = max(rows, key=lambda r: (r["balanced_accuracy"], -r["presence"]))
+    return {"best": best, "rows": rows, "positives": len(pos), "negatives": len(neg)}
+
+
+def calibrate_presence(checkpoint, fmt: str, root, out, split: str = "val", *, grid=DEFAULT_GRID,
+                       device: str = "auto", limit: int = 0, on_error: str = "raise", progress=None,
+                       **data_options) -> dict:
+    """Choose the checkpoint's presence threshold on held-out images and write a copy carrying it.
+
+    Every image of ``split`` is asked each category prompt of the checkpoint's vocabulary ("all the
+    lakes"); the peak foreground probability is a positive when one of the image's expressions
+    names that category, else a negative. A scene-level run then abstains ("no confident match")
+    when no candidate's peak reaches the threshold. Categories an image holds but no expression
+    names count as negatives, so the threshold leans low (it keeps answers)."""
+    from rrsis_geo.errors import ConfigError
+    from rrsis_geo.models.checkpoint import check_output_folder, read_metadata, update_metadata
+    from rrsis_geo.models.inference import load_predictor
+    from rrsis_geo.referring.expression import normalise_noun
+    from rrsis_geo.referring.vocabulary import from_metadata
+
+    vocab = from_metadata(read_metadata(checkpoint).get("vocabulary"))
+    if vocab is None:
+        raise ConfigError(f"{checkpoint} records no vocabulary (the categories it was trained on); "
+                          "train it with a category column, or record one first")
+    check_output_folder(out)
+    _model, _size, ds, _text, dev = open_split(checkpoint, fmt, root, split, native=False, device=device,
+                                               limit=limit, on_error=on_error, data_options=data_options)
+    predictor = load_predictor(str(checkpoint), device=str(dev))
+    prompts = {cat: vocab.prompt(cat) or f"all the {cat}" for cat in vocab.categories}
+    encoded = {cat: predictor.encode_expression(p) for cat, p in prompts.items()}
+    named: dict[str, set] = {}
+    first: dict[str, int] = {}
+    for i, r in enumerate(ds.records):
+        named.setdefault(r.image_id, set()).add(normalise_noun(str(r.category)))
+        first.setdefault(r.image_id, i)
+    peaks = []
+    for k, (image_id, i) in enumerate(first.items()):
+        image = ds[i]["image"][None].numpy()
+        for cat, enc in encoded.items():
+            peaks.append((float(predictor.predict(image, enc).max()), cat in named[image_id]))
+        if progress is not None:
+            progress(k + 1, len(first))
+    if not any(present for _, present in peaks) or all(present for _, present in peaks):
+        raise ConfigError(f"{split} of {root} gives no contrast (every category present or none): "
+                          "cannot choose a presence threshold")
+    chosen = choose_presence(peaks, grid, floor=float(predictor.info.threshold))
+    calibration = {**chosen["best"], "positives": chosen["positives"], "negatives": chosen["negatives"],
+                   "images": len(first), "prompts": prompts, "format": fmt, "root": str(root), "split": split}
+    path = update_metadata(checkpoint, out, presence=chosen["best"]["presence"], presence_calibration=calibration)
+    return {"rows": chosen["rows"], "calibration": calibration, "path": str(path)}

@@ -94,16 +94,18 @@ def test_the_shipped_model_answers_held_out_expressions(tmp_path):
 
 @pytest.mark.slow
 def test_main_job_finds_the_named_lake(tmp_path):
-    """The README's main job (make demo): the default model, whole-scene mode, on the held-out crop.
-    The polygons must overlap the labelled target of that expression better than any other lake."""
+    """The README's main job (make demo): the default model, scene-level mode, on the held-out crop.
+    The answer must be one polygon overlapping the labelled target of that expression better than
+    any other lake."""
     import geopandas as gpd
 
     out = tmp_path / "lake.gpkg"
     proc = rrsis("segment", str(ROOT / "data" / "samples" / "naip_lakes_south_5m.tif"), "the lake at the upper right",
-                 "--whole-scene", "-o", str(out), "--preview", str(tmp_path / "lake.png"), "--progress", "none")
+                 "-o", str(out), "--preview", str(tmp_path / "lake.png"), "--progress", "none")
     assert proc.returncode == 0, proc.stderr
     assert "Warning" not in proc.stderr  # the sample is read without a nodata/alpha conflict
-    found = gpd.read_file(out)
+    found = gpd.read_file(out, layer="answer")
+    assert len(found) == 1 and len(gpd.read_file(out, layer="candidates")) > 1
     assert set(found["model_id"]) == {DEFAULT_MODEL}
     labels = gpd.read_file(DEMO / "demo.gpkg")
     labels = labels[labels["chip"] == "naip_r1c1.tif"].to_crs(found.crs).drop_duplicates("target")
