@@ -9,12 +9,14 @@ at least ``min_pixels`` large:
 - **position, region** ("in the north-west", "at the top"): the frame is cut in thirds; a corner
   word is its corner cell, a side word its third, "centre" the middle cell. Inside the region the
   candidate with the most glance support wins (the whole-scene view of the sentence), then the
-  largest. With none inside, the one nearest the region is named, and the rule says so.
+  largest. With none inside, the one covering most of the region, else the one nearest it, and the
+  rule says so.
 - **position, extreme** ("the northernmost", "the leftmost"): rank by the centroid along the
   direction.
 - **relation** ("east of X", "nearest to X", "over X", "in X", "between X and Y"): X is resolved
-  first among its own candidates; then candidates in the 90 degree sector of the direction seen
-  from X's nearest point (nearest first), the nearest / farthest by distance between outlines, those crossing X
+  first among its own candidates; then candidates whose centroid lies in the direction's compass
+  sector seen from X (its eighth, else its quarter; nearest first; seen from X's centroid, or from
+  its nearest point when X is elongated like a river), the nearest / farthest by distance between outlines, those crossing X
   (by the length inside X), those inside X's outline, or nearest the line between X and Y.
 - **none** ("the lake"): the most glance support, then the highest zoom score.
 
@@ -33,7 +35,7 @@ from dataclasses import dataclass, field
 import shapely
 import shapely.ops
 
-from rrsis_geo.referring.candidates import Candidate
+from rrsis_geo.referring.candidates import Candidate, Frame
 from rrsis_geo.referring.expression import Query, Size
 
 # direction -> unit vector (east, north)
@@ -44,11 +46,17 @@ _VEC = {
 }
 _SUPERLATIVE = {("area", "desc"): "largest", ("area", "asc"): "smallest",
                 ("length", "desc"): "longest", ("length", "asc"): "shortest"}
+_COMPARATIVE = {("area", "desc"): "larger", ("area", "asc"): "smaller",
+                ("length", "desc"): "longer", ("length", "asc"): "shorter"}
 _EXTREME = {"north": "northernmost", "south": "southernmost", "east": "easternmost", "west": "westernmost",
             "north-east": "north-easternmost", "north-west": "north-westernmost",
             "south-east": "south-easternmost", "south-west": "south-westernmost", "centre": "most central"}
 LARGE_WORDS = frozenset({"large", "big", "huge", "main"})
 SMALL_WORDS = frozenset({"small", "little", "tiny"})
+# a reference this elongated (length / width) is a line: directions are seen from its nearest point
+ELONGATED = 3.0
+# half-widths of the sector a direction word names: its own eighth of the compass, else a quarter
+SECTOR_HALF_ANGLES = (22.5, 45.0)
 # the same object found by two passes (e.g. "the small lake east of the large lake")
 SAME_OBJECT_IOU = 0.5
 
@@ -124,9 +132,12 @@ def _same_object(a: Candidate, b: Candidate) -> bool:
 
 
 def resolve(query: Query, candidates: list[Candidate], presence: float = 0.0, min_pixels: int = 1,
-            references: list[tuple[Query, list[Candidate]]] | None = None) -> Resolution:
+            references: list[tuple[Query, list[Candidate]]] | None = None,
+            frame: Frame | None = None) -> Resolution:
     """Resolve ``query`` among ``candidates``; ``references`` holds, for a relation, each reference
-    phrase's query and its own candidates (in the order of ``query.relation.references``)."""
+    phrase's query and its own candidates (in the order of ``query.relation.references``);
+    ``frame`` (the candidates' metric frame) lets a region word fall back to the candidate covering
+    most of the region when no centroid lies inside it."""
     pool = [i for i, c in enumerate(candidates) if c.score_max >= presence and c.pixels >= min_pixels]
     noun = query.head or "object"
     if not pool:
@@ -140,7 +151,7 @@ def resolve(query: Query, candidates: list[Candidate], presence: float = 0.0, mi
     elif query.position is not None and query.position.kind == "extreme":
         res = _resolve_extreme(query, candidates, pool)
     elif query.position is not None:
-        res = _resolve_region(query, candidates, pool)
+        res = _resolve_region(query, candidates, pool, frame)
     else:
         order = sorted(pool, key=lambda i: _salience(candidates[i]), reverse=True)
         sel = _pick(order, query)
@@ -161,11 +172,13 @@ def _resolve_size(query: Query, cands: list[Candidate], pool: list[int],
                   tag: str = "") -> Resolution:
     s = query.size
     key = (lambda i: cands[i].area_m2) if s.measure == "area" else (lambda i: cands[i].length_m)
-    if s.among:  # "the smaller of the two": the two most prominent (largest) candidates
-        pool = sorted(pool, key=key, reverse=True)[: s.among]
-        tag = f"{tag} of the {s.among} largest"
-    order = sorted(pool, key=key, reverse=(s.order == "desc"))
     word = _SUPERLATIVE[(s.measure, s.order)]
+    if s.among:  # "the smaller of the two": the two most prominent (largest) candidates
+        total = len(pool)
+        pool = sorted(pool, key=key, reverse=True)[: s.among]
+        word = _COMPARATIVE[(s.measure, s.order)]
+        tag = f"{tag} (the {len(pool)} largest of {total})"
+    order = sorted(pool, key=key, reverse=(s.order == "desc"))
     if query.number != "one":
         return Resolution(order, {i: k + 1 for k, i in enumerate(order)},
                           f"all {len(order)} {query.head or 'object'} candidates{tag}, ranked {word} first")
@@ -191,7 +204,22 @@ def _resolve_extreme(query: Query, cands: list[Candidate], pool: list[int]) -> R
                       f"{_EXTREME[d]} of {len(order)} {_noun(query, len(order))}")
 
 
-def _resolve_region(query: Query, cands: list[Candidate], pool: list[int]) -> Resolution:
+def region_box(frame: Frame, direction: str) -> shapely.Geometry:
+    """The region a compass word names (see :func:`in_region`) as a box in the metric frame."""
+    w, h = frame.maxx - frame.minx, frame.maxy - frame.miny
+    cols = {"west": (0, 1), "east": (2, 3)}
+    rows = {"north": (2, 3), "south": (0, 1)}  # thirds counted from the south
+    if direction == "centre":
+        c, r = (1, 2), (1, 2)
+    else:
+        parts = direction.split("-")
+        r = next((rows[p] for p in parts if p in rows), (0, 3))
+        c = next((cols[p] for p in parts if p in cols), (0, 3))
+    return shapely.box(frame.minx + w * c[0] / 3, frame.miny + h * r[0] / 3,
+                       frame.minx + w * c[1] / 3, frame.miny + h * r[1] / 3)
+
+
+def _resolve_region(query: Query, cands: list[Candidate], pool: list[int], frame: Frame | None) -> Resolution:
     d = query.position.direction
     inside = [i for i in pool if in_region(cands[i], d)]
     where = "the centre" if d == "centre" else f"the {d}"
@@ -207,6 +235,14 @@ def _resolve_region(query: Query, cands: list[Candidate], pool: list[int]) -> Re
     if query.number != "one":
         return Resolution([], rule=f"no {query.head or 'object'} candidate in {where} of the scene",
                           abstained=True)
+    if frame is not None:  # the object covering most of the region ("the sea in the south-east")
+        box = region_box(frame, d)
+        cover = {i: cands[i].metric.intersection(box).area for i in pool}
+        order = sorted((i for i in pool if cover[i] > 0), key=lambda i: -cover[i])
+        if order:
+            return Resolution(order[:1], {i: k + 1 for k, i in enumerate(order)},
+                              f"covering most of {where} of the scene ({format_area(cover[order[0]])} of it; "
+                              f"no centroid of {len(pool)} {query.head or 'object'} candidates inside it)")
     au, av = region_anchor(d)
     order = sorted(pool, key=lambda i: math.hypot(cands[i].u - au, cands[i].v - av))
     return Resolution(order[:1], {i: k + 1 for k, i in enumerate(order)},
@@ -222,6 +258,14 @@ def as_anchor(query: Query) -> Query:
         if SMALL_WORDS.intersection(query.attributes):
             return dataclasses.replace(query, size=Size("area", "asc", 1))
     return query
+
+
+def _origin(anchor: Candidate, point: shapely.Point) -> shapely.Point:
+    """Where a direction is seen from: a compact reference's centroid ("south-west of the lake"),
+    an elongated one's nearest point ("east of the river" is across it, not of its middle)."""
+    if anchor.elongation >= ELONGATED and not anchor.metric.contains(point):
+        return shapely.ops.nearest_points(anchor.metric, point)[0]
+    return anchor.metric.centroid
 
 
 def _resolve_relation(query: Query, cands: list[Candidate], pool: list[int],
@@ -249,18 +293,20 @@ def _resolve_relation(query: Query, cands: list[Candidate], pool: list[int],
 
     if rel.kind == "direction":
         dx, dy = _VEC[rel.direction]
-        chosen = []
-        for i in pool:
+        cosine = {}
+        for i in pool:  # the bearing from the reference to the candidate's centroid
             c = cands[i].metric.centroid
-            # seen from the nearest point of the reference (from its centroid when they touch), so
-            # "south of the sea" means south of its shore, not of a point far out at sea
-            a = shapely.ops.nearest_points(am, c)[0] if dist[i] > 0 else am.centroid
+            a = _origin(anchor, c)
             vx, vy = c.x - a.x, c.y - a.y
             norm = math.hypot(vx, vy)
-            if norm > 0 and (vx * dx + vy * dy) / norm >= math.cos(math.radians(45)):
-                chosen.append(i)
+            cosine[i] = (vx * dx + vy * dy) / norm if norm > 0 else -1.0
+        # the compass sector of the word (22.5 degrees either side); when it is empty, 45 degrees
+        for half_angle in SECTOR_HALF_ANGLES:
+            chosen = [i for i in pool if cosine[i] >= math.cos(math.radians(half_angle))]
+            if chosen:
+                break
         order = sorted(chosen, key=lambda i: dist[i])
-        rule = f"{rel.direction} of {ref_text}, nearest of {len(order)}"
+        rule = f"{rel.direction} of {ref_text}, nearest of {len(order)} within {half_angle:g} degrees"
     elif rel.kind in ("near", "far"):
         order = sorted(pool, key=lambda i: (dist[i], cands[i].metric.centroid.distance(am.centroid)),
                        reverse=rel.kind == "far")

@@ -6,7 +6,7 @@ import shapely
 from rrsis_geo.engine.geometry import MetricContext
 from rrsis_geo.referring.candidates import Candidate, Frame, build_candidates, equivalent_rectangle
 from rrsis_geo.referring.expression import parse
-from rrsis_geo.referring.resolve import in_region, resolve
+from rrsis_geo.referring.resolve import in_region, region_box, resolve
 
 FRAME = Frame(0.0, 0.0, 3000.0, 3000.0)  # a 3 km scene, metres, north up
 
@@ -60,7 +60,7 @@ def test_size_and_position_pick_the_named_lake(text, expected):
 def test_comparatives_compare_the_two_largest():
     assert answer("the smaller of the two lakes")[0] == [1]  # not the tiny one in the centre
     assert answer("the larger lake")[0] == [0]
-    assert "of the 2 largest" in answer("the smaller lake")[1].rule
+    assert answer("the smaller lake")[1].rule == "smaller of 2 lake candidates (the 2 largest of 4): 0.36 km2"
 
 
 def test_rule_states_the_measure_in_metric_units():
@@ -82,6 +82,16 @@ def test_region_without_a_candidate_names_the_nearest_and_says_so():
     # the south-east lake's centroid (u 0.8, v 0.18) is farther from the west side than
     # the north-east one's? both are east; the nearer to (1/6, 1/2) wins
     assert selected == [0] or selected == [1]
+
+
+def test_region_without_a_centroid_inside_takes_the_object_covering_it():
+    sea = cand(0, 0, 0, 0, geom=shapely.box(1500, 0, 3000, 3000).union(shapely.box(900, 0, 1500, 600)))
+    pond = cand(2400, 2500, 2500, 2600)
+    assert not in_region(sea, "south-east")  # its centroid is in the east third's middle
+    selected, res = answer("the sea in the south-east corner", [pond, sea], frame=FRAME)
+    assert selected == [1] and res.rule.startswith("covering most of the south-east"), res.rule
+    assert region_box(FRAME, "south-east").bounds == (2000.0, 0.0, 3000.0, 1000.0)
+    assert region_box(FRAME, "north").bounds == (0.0, 2000.0, 3000.0, 3000.0)
 
 
 def test_region_prefers_glance_support_then_size():
@@ -120,6 +130,17 @@ def test_relation_direction_and_nearest():
     assert resolve(q, lakes, references=[(q.relation.references[0], refs)]).selected == [1]
     q = parse("the lake farthest from the river")
     assert resolve(q, lakes, references=[(q.relation.references[0], refs)]).selected == [2]
+
+
+def test_direction_from_a_compact_reference_is_its_compass_sector():
+    lake = cand(1000, 1000, 1600, 1600)  # compact: seen from its centroid (1300, 1300)
+    ponds = [cand(1000, 200, 1100, 300),   # due south of the centroid, nearer to the lake's outline
+             cand(200, 200, 400, 400)]     # south-west, on the diagonal
+    q = parse("the pond south-west of the lake")
+    res = resolve(q, ponds, references=[(q.relation.references[0], [lake])])
+    assert res.selected == [1] and "within 22.5 degrees" in res.rule, res.rule
+    q = parse("the pond south of the lake")
+    assert resolve(q, ponds, references=[(q.relation.references[0], [lake])]).selected == [0]
 
 
 def test_relation_to_a_same_category_anchor_excludes_the_anchor():
