@@ -3,7 +3,8 @@
 JSON lines (``--progress json``) are the protocol the QGIS plugin reads; one object per line on
 stdout:
 
-- ``{"event": "start", "run_id", "scene", "expression", "tiles", "model", "resumed_from_row"}``
+- ``{"event": "start", "run_id", "scene", "expression", "tiles", "model", "resumed_from_row",
+  "disk_estimate_bytes"}``
 - ``{"event": "progress", "stage": "predict"|"vectorize"|"write", "done", "total", "percent"}``
 - ``{"event": "log", "level": "info"|"warning", "message"}``
 - ``{"event": "done", "output", "prob", "manifest", "features", "seconds", "mode"}``; scene-level

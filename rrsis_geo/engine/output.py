@@ -8,8 +8,11 @@ the attribute schema.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import re
+import threading
 import uuid
 from dataclasses import dataclass
 
@@ -17,6 +20,7 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 
+from rrsis_geo.engine.shapefile import quiet_writer, shapefile_frame
 from rrsis_geo.errors import OutputError
 
 # extension -> (writer, OGR driver). The CLI lists choices from this table.
@@ -129,6 +133,18 @@ class PendingFile:
         else:
             os.replace(self.temp, self.target)
 
+    def pairs(self) -> list[tuple[str, str]]:
+        """(temporary, target) renames that put this file in place."""
+        if not self.sidecars:
+            return [(self.temp, self.target)]
+        t_stem, g_stem = os.path.splitext(self.temp)[0], os.path.splitext(self.target)[0]
+        return [(t_stem + side, g_stem + side) for side in self.sidecars]
+
+    def stale(self) -> list[str]:
+        """Parts of an old shapefile at the target that this one does not replace."""
+        g_stem = os.path.splitext(self.target)[0]
+        return [g_stem + s for s in SHAPEFILE_SIDECARS if s not in self.sidecars and os.path.exists(g_stem + s)]
+
     def discard(self) -> None:
         paths = [os.path.splitext(self.temp)[0] + s for s in self.sidecars] or [self.temp]
         for p in paths:
@@ -163,7 +179,12 @@ def write_vector(frame: gpd.GeoDataFrame, path: str, layers: dict[str, gpd.GeoDa
         for name, part in (layers or {_layer(path, ext): frame}).items():
             types = set(part.geom_type.dropna()) if len(part) else set()
             gtype = "MultiPolygon" if "MultiPolygon" in types else "Polygon"
-            part.to_file(temp, driver=driver, engine="pyogrio", geometry_type=gtype, layer=name)
+            if ext == ".shp":  # 10-character field names, no writer warnings (engine/shapefile.py)
+                with quiet_writer():
+                    shapefile_frame(part).to_file(temp, driver=driver, engine="pyogrio", geometry_type=gtype,
+                                                  layer=name)
+            else:
+                part.to_file(temp, driver=driver, engine="pyogrio", geometry_type=gtype, layer=name)
         if ext == ".shp":
             stem = os.path.splitext(temp)[0]
             parts = tuple(s for s in SHAPEFILE_SIDECARS if os.path.exists(stem + s))
@@ -197,3 +218,154 @@ def _json_default(obj):
     if isinstance(obj, np.ndarray):
         return obj.tolist()
     return str(obj)
+
+
+# ------------------------------------------------------------------------------ the output set
+def _fsync_file(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def commit_set(pending: list[PendingFile], marker: str, extra: dict | None = None) -> None:
+    """Rename every pending file onto its target as one commit.
+
+    The (temporary, target) pairs are first recorded in ``marker`` (a JSON file, with ``extra``),
+    then renamed in order, then the marker is removed: a run killed in between leaves the marker,
+    and :func:`recover_set` finishes the renames (or rolls them back) when the next run starts.
+    """
+    pairs = [pair for p in pending for pair in p.pairs()]
+    for p in pending:
+        for path in p.stale():
+            os.remove(path)
+    for temp, _ in pairs:
+        _fsync_file(temp)
+    tmp = marker + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump({"pairs": pairs, **(extra or {})}, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, marker)
+    for temp, target in pairs:
+        os.replace(temp, target)
+    os.remove(marker)
+
+
+def recover_set(marker: str) -> tuple[str, dict] | None:
+    """Finish the commit a killed run left in ``marker``: ``("finished", marker data)`` when every
+    rename could be done, ``("rolled back", data)`` when temporaries were missing (the targets the
+    killed run had already renamed are removed, so no partial set remains), ``None`` when there
+    was no marker. A marker that cannot be read is removed and counts as none."""
+    try:
+        with open(marker, encoding="utf-8") as f:
+            data = json.load(f)
+        pairs = [(str(t), str(g)) for t, g in data["pairs"]]
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, TypeError, KeyError):
+        os.remove(marker)
+        return None
+    # Renames ran in order: pairs before the first remaining temporary are done.
+    first = next((i for i, (t, _) in enumerate(pairs) if os.path.exists(t)), len(pairs))
+    done, todo = pairs[:first], pairs[first:]
+    if all(os.path.exists(g) for _, g in done) and all(os.path.exists(t) for t, _ in todo):
+        for temp, target in todo:
+            os.replace(temp, target)
+        outcome = "finished"
+    else:
+        for temp, target in pairs:
+            for path in (temp, target) if (temp, target) in done else (temp,):
+                if os.path.exists(path):
+                    os.remove(path)
+        outcome = "rolled back"
+    os.remove(marker)
+    return outcome, data
+
+
+def remove_stale_temps(target: str) -> list[str]:
+    """Remove the temporaries (``.<stem>.tmp-<hex>.*``) a killed write left beside ``target``."""
+    folder, name = os.path.split(os.path.abspath(target))
+    stem = os.path.splitext(name)[0]
+    pattern = re.compile(rf"\.{re.escape(stem)}\.tmp-[0-9a-f]{{8}}(\..*)?")
+    removed = []
+    for entry in os.listdir(folder):
+        if pattern.fullmatch(entry):
+            os.remove(os.path.join(folder, entry))
+            removed.append(entry)
+    return removed
+
+
+def lock_path(target: str) -> str:
+    folder, name = os.path.split(os.path.abspath(target))
+    return os.path.join(folder, f".{name}.rrsis-lock")
+
+
+_held: dict[str, list] = {}  # lock path -> [fd, owning thread id, depth]
+_held_guard = threading.Lock()
+
+
+class OutputLock:
+    """Exclusive, non-blocking locks (``fcntl.flock``) on the lock files beside ``targets``.
+
+    A second run that wants any of them refuses with :class:`OutputError`; the locks die with
+    the process that holds them, so a killed run never blocks the next one. The same thread may
+    take a lock it already holds (the CLI's early checks, then the run). Use as a context manager.
+    """
+
+    def __init__(self, targets: list[str]):
+        self.targets = sorted({os.path.abspath(t) for t in targets})
+        self.taken: list[str] = []
+
+    def __enter__(self) -> "OutputLock":
+        try:
+            for target in self.targets:
+                self._take(target)
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        while self.taken:
+            path = self.taken.pop()
+            with _held_guard:
+                entry = _held[path]
+                entry[2] -= 1
+                if entry[2]:
+                    continue
+                del _held[path]
+            os.remove(path)  # while still locked: a run waiting on the old file re-opens the path
+            os.close(entry[0])
+
+    def _take(self, target: str) -> None:
+        path = lock_path(target)
+        with _held_guard:
+            entry = _held.get(path)
+            if entry is not None:
+                if entry[1] != threading.get_ident():
+                    raise OutputError(f"another rrsis run is writing {target} (pid {os.getpid()})")
+                entry[2] += 1
+                self.taken.append(path)
+                return
+        while True:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                pid = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+                os.close(fd)
+                raise OutputError(f"another rrsis run is writing {target} (pid {pid})") from None
+            try:
+                same = os.fstat(fd).st_ino == os.stat(path).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)  # the holder removed this file as we opened it: take the new one
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        with _held_guard:
+            _held[path] = [fd, threading.get_ident(), 1]
+        self.taken.append(path)

@@ -10,7 +10,10 @@ Three phases, each with memory bounded independently of scene height:
 2. **Vectorise**: the probability raster is read back in strips, thresholded and polygonised;
    objects crossing strip seams are merged into one feature (holes kept).
 3. **Write**: features get their attributes in metric units, outputs are written to temporary
-   names and renamed into place together with a run manifest.
+   names and renamed into place as one set with a run manifest (:func:`output.commit_set`).
+
+Before any work, the output set is locked against other runs, checked against the run's inputs,
+and the disk the run needs is estimated against the free space.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import threading
 import time
 import uuid
 import warnings
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 
@@ -42,6 +46,7 @@ from rrsis_geo import __version__
 from rrsis_geo.engine import output as out
 from rrsis_geo.engine.accumulate import PROB_NODATA, StripAccumulator
 from rrsis_geo.engine.blending import DEFAULT_WINDOW, WINDOWS, default_margin, tile_weights
+from rrsis_geo.engine.disk import disk_estimate, format_bytes, free_bytes, stored_fraction
 from rrsis_geo.engine.geometry import MetricContext
 from rrsis_geo.engine.raster import (
     SceneInfo,
@@ -73,6 +78,9 @@ Progress = Callable[[dict], None]
 # Scene-level runs choose among objects of at least this many pixels *of the model's input* (5 x 5):
 # smaller specks of a category map are noise at the scale the model sees.
 MIN_CANDIDATE_INPUT_PX = 25
+# In the work folder: the record of an output set being renamed into place (see output.commit_set).
+COMMIT_MARKER = "commit.json"
+UNVERIFIED = "the interrupted run's work could not be verified; starting afresh"
 
 
 @dataclass(frozen=True)
@@ -144,31 +152,39 @@ def check_expression(expression: str) -> str:
 
 
 def preflight(scene, expression: str, output: str, options: SegmentOptions,
-              needed_bands: int | None = 3) -> SceneInfo:
+              needed_bands: int | None = 3, inputs: dict[str, str] | None = None) -> SceneInfo:
     """Every check that needs no model, so bad input fails before a model is built.
 
     ``needed_bands=None`` when the model is not known yet: given bands are only checked to
-    exist. Returns the opened scene's :class:`SceneInfo`; raises an :class:`InputError` subclass.
+    exist. ``inputs`` names further files the run reads (e.g. ``{"the model checkpoint": path}``);
+    no output may be one of them, nor the scene or the AOI, whatever ``--overwrite`` says.
+    Existing outputs are not refused while an interrupted commit of this output set waits to be
+    finished (the run finishes it first). Returns the opened scene's :class:`SceneInfo`; raises
+    an :class:`InputError` subclass.
     """
     check_expression(expression)
     mode = mode_of(options)
-    out.check_vector_output(os.fspath(output), options.overwrite)
+    output = os.fspath(output)
+    _check_outputs_are_not_inputs(output, options, {"the scene": os.fspath(scene), "the AOI": options.aoi,
+                                                    **(inputs or {})})
+    overwrite = options.overwrite or os.path.exists(os.path.join(work_dir_for(output), COMMIT_MARKER))
+    out.check_vector_output(output, overwrite)
     if options.candidates_path:
         if mode != "scene":
             raise InputError("--candidates is for scene-level runs; drop it with --per-tile or --whole-scene")
-        out.check_vector_output(options.candidates_path, options.overwrite)
+        out.check_vector_output(options.candidates_path, overwrite)
         if os.path.abspath(options.candidates_path) == os.path.abspath(output):
             raise InputError("--candidates must differ from the output path")
     if options.presence is not None and not 0.0 <= options.presence <= 1.0:
         raise InputError(f"--presence must be in [0, 1], got {options.presence}")
     if options.prob_path:
-        out.check_raster_output(options.prob_path, options.overwrite)
+        out.check_raster_output(options.prob_path, overwrite)
         if os.path.abspath(options.prob_path) == os.path.abspath(output):
             raise InputError("--prob must differ from the output path")
     if options.preview_path:
         if os.path.splitext(options.preview_path)[1].lower() != ".png":
             raise OutputError(f"--preview must be a .png file, got {options.preview_path}")
-        out.check_target(options.preview_path, options.overwrite)
+        out.check_target(options.preview_path, overwrite)
     if options.window not in WINDOWS:
         raise InputError(f"unknown blending window {options.window!r}; use one of {', '.join(WINDOWS)}")
     if options.batch_size < 1:
@@ -184,6 +200,30 @@ def preflight(scene, expression: str, output: str, options: SegmentOptions,
     if options.aoi and not os.path.exists(options.aoi):
         raise InputError(f"--aoi file not found: {options.aoi}")
     return open_scene(scene, options.bands, options.assume_crs, needed_bands=needed_bands)
+
+
+def output_targets(output: str, options: SegmentOptions) -> dict[str, str]:
+    """The output set: option -> path of every file a run writes."""
+    targets = {"-o": output, "the manifest": out.manifest_path(output), "--candidates": options.candidates_path,
+               "--prob": options.prob_path, "--preview": options.preview_path}
+    return {k: os.fspath(v) for k, v in targets.items() if v}
+
+
+def _same_file(a: str, b: str) -> bool:
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _check_outputs_are_not_inputs(output: str, options: SegmentOptions, inputs: dict[str, str | None]) -> None:
+    for option, target in output_targets(output, options).items():
+        for what, path in inputs.items():
+            if path and _same_file(target, os.fspath(path)):
+                raise OutputError(f"{option} {target} is {what}, an input of this run; "
+                                  "choose another output path (--overwrite never replaces an input)")
 
 
 def work_dir_for(output: str) -> str:
@@ -221,14 +261,55 @@ def _segment_scene(
     options: SegmentOptions = SegmentOptions(),
     progress: Progress | None = None,
     should_cancel: Callable[[], bool] | None = None,
+    inputs: dict[str, str] | None = None,
 ) -> SegmentResult:
     """Run the whole pipeline; see the module docstring. Raises :class:`~rrsis_geo.errors.InputError`
-    subclasses for bad input (before any work starts) and :class:`Cancelled` when interrupted."""
-    t_start = time.perf_counter()
+    subclasses for bad input (before any work starts) and :class:`Cancelled` when interrupted.
+
+    The output set is locked for the run (a second run writing it refuses), and what a killed run
+    left of it is settled first: an unfinished commit is finished or rolled back, stray
+    temporaries are removed. ``inputs``: see :func:`preflight`."""
     emit = progress or (lambda event: None)
     output = os.fspath(output)
     minfo = predictor.info
-    info = preflight(scene, expression, output, options, needed_bands=minfo.bands)
+    preflight(scene, expression, output, options, needed_bands=minfo.bands, inputs=inputs)
+    targets = output_targets(output, options)
+    with out.OutputLock(list(targets.values())):
+        work = work_dir_for(output)
+        job = _job_key(scene, expression, output, options, minfo)
+        recovered = out.recover_set(os.path.join(work, COMMIT_MARKER))
+        if recovered is not None:
+            outcome, data = recovered
+            emit({"event": "log", "level": "warning",
+                  "message": f"a killed run left its outputs half renamed into place; {outcome} its commit "
+                             f"({', '.join(os.path.basename(g) for _, g in data['pairs'])})"})
+            if outcome == "finished" and data.get("job") == job and isinstance(data.get("result"), dict):
+                try:
+                    result = SegmentResult(**data["result"])
+                except TypeError:
+                    result = None
+                if result is not None:
+                    shutil.rmtree(work, ignore_errors=True)
+                    return result
+        for target in targets.values():
+            out.remove_stale_temps(target)
+        return _segment_locked(scene, expression, output, predictor, options, emit, should_cancel, inputs,
+                               work, job)
+
+
+def _job_key(scene, expression, output, options, minfo) -> str:
+    """What a run was asked to do (before any file is read): a finished commit answers a rerun of it."""
+    key = {"scene": os.path.abspath(os.fspath(scene)), "expression": check_expression(expression),
+           "output": os.path.abspath(output), "options": {**asdict(options), "resume": None},
+           "model": [minfo.model_id, minfo.checksum]}
+    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _segment_locked(scene, expression, output, predictor, options, emit, should_cancel, inputs, work,
+                    job) -> SegmentResult:
+    t_start = time.perf_counter()
+    minfo = predictor.info
+    info = preflight(scene, expression, output, options, needed_bands=minfo.bands, inputs=inputs)
     if options.whole_scene:
         check_whole_scene(info, minfo.input_size)
     expression = check_expression(expression)
@@ -256,17 +337,17 @@ def _segment_scene(
     run_id = uuid.uuid4().hex
     fingerprint = _fingerprint(info, expression, minfo, tile, overlap, scaling, options)
 
-    work = work_dir_for(output)
-    state = _load_state(work, fingerprint) if options.resume else None
+    passes = 0 if plan is not None and plan.abstain else len(plan.phrases()) if plan is not None else 1
+    estimate = _check_disk(info, passes, options, work)
+    state = _load_state(work, fingerprint, info, emit) if options.resume else None
     if state is None:
         shutil.rmtree(work, ignore_errors=True)
         os.makedirs(work)
-        _create_prob_raster(os.path.join(work, "prob.tif"), info)
-        state = {"fingerprint": fingerprint, "flushed_rows": 0, "tile_stats": []}
-        _save_state(work, state)
+        state = _new_state(work, fingerprint, info)
     resumed_from = int(state["flushed_rows"])
     emit({"event": "start", "run_id": run_id, "scene": info.path, "expression": expression,
-          "tiles": len(tiles), "model": minfo.model_id, "resumed_from_row": resumed_from})
+          "tiles": len(tiles), "model": minfo.model_id, "resumed_from_row": resumed_from,
+          "disk_estimate_bytes": estimate})
     if resumed_from:
         emit({"event": "log", "level": "info",
               "message": f"resuming an interrupted run from row {resumed_from} of {info.height}"})
@@ -349,12 +430,11 @@ def _segment_scene(
         if plan is not None:
             manifest["scene_level"] = _scene_manifest(plan, scene_answer, result)
         pending.append(out.write_json(manifest, result.manifest))
-        for p in pending:
-            p.commit()
     except BaseException:
         for p in pending:
             p.discard()
         raise
+    out.commit_set(pending, os.path.join(work, COMMIT_MARKER), {"job": job, "result": asdict(result)})
     shutil.rmtree(work, ignore_errors=True)
     emit({"event": "progress", "stage": "write", "done": 1, "total": 1, "percent": 100.0})
     return result
@@ -368,10 +448,11 @@ def _predict_whole(info, minfo, scaling, aoi_fn, predictor, encoded, work, state
         prob = predict_whole_scene(info, reader, predictor, encoded, minfo.input_size)
     finally:
         reader.close()
-    with rasterio.open(os.path.join(work, "prob.tif"), "r+") as dst:
+    path = os.path.join(work, "prob.tif")
+    with rasterio.open(path, "r+", sparse_ok=True) as dst:
         dst.write(prob, 1)
     counts["predicted"] = 1
-    state["flushed_rows"] = info.height
+    state.update(flushed_rows=info.height, check=_flushed_check(path, 0, prob))
     _save_state(work, state)
     emit({"event": "progress", "stage": "predict", "done": 1, "total": 1, "percent": 90.0})
 
@@ -442,7 +523,8 @@ def _tile_stats(t: Tile, prob: np.ndarray, valid: np.ndarray | None, threshold: 
 class _StripWriter:
     """Writes finished strips to the work raster in a background thread, then records progress.
 
-    The state file only ever claims rows whose data is already written and the dataset closed,
+    The state file only ever claims rows whose data is already written, the dataset closed and
+    the file synced to disk, and it carries a check of the last strip (see :func:`_verify_state`),
     so a run killed at any moment resumes from a consistent point.
     """
 
@@ -468,10 +550,11 @@ class _StripWriter:
                 continue
             y0, prob, stats = item
             try:
-                with rasterio.open(self.path, "r+") as dst:
+                with rasterio.open(self.path, "r+", sparse_ok=True) as dst:  # all-nodata blocks stay unwritten
                     dst.write(prob, 1, window=Window(0, y0, self.width, prob.shape[0]))
                 _save_state(self.work, {**self.state, "tile_stats": self.state["tile_stats"][:stats],
-                                        "flushed_rows": y0 + prob.shape[0]})
+                                        "flushed_rows": y0 + prob.shape[0],
+                                        "check": _flushed_check(self.path, y0, prob)})
             except BaseException as exc:  # reported to the producer on its next put/close
                 self.error = exc
 
@@ -685,9 +768,16 @@ class _Passes:
         """(probabilities on the coarse grid, the grid's transform); 0 where the scene is invalid."""
         size = self.minfo.input_size
         path = os.path.join(self.work, "glance.npy")
+        prob = None
         if self.options.resume and os.path.exists(path):
-            prob = np.load(path, allow_pickle=False)
-        else:
+            try:
+                prob = np.load(path, allow_pickle=False)
+            except (OSError, ValueError):
+                self.emit({"event": "log", "level": "warning", "message": UNVERIFIED})
+            if prob is not None and (prob.shape != (size, size) or prob.dtype != np.float32):
+                self.emit({"event": "log", "level": "warning", "message": UNVERIFIED})
+                prob = None
+        if prob is None:
             encoded = self.encode(self.expression)
             reader = TileReader(self.info, self.scaling, self.minfo.mean, self.minfo.std, self.aoi_fn)
             try:
@@ -705,13 +795,11 @@ class _Passes:
         """The feature records of ``phrase``'s tiled pass."""
         key = hashlib.sha256(f"{self.fingerprint}|{phrase}".encode()).hexdigest()
         sub = os.path.join(self.work, f"pass-{key[:16]}")
-        state = _load_state(sub, key) if self.options.resume else None
+        state = _load_state(sub, key, self.info, self.emit) if self.options.resume else None
         if state is None:
             shutil.rmtree(sub, ignore_errors=True)
             os.makedirs(sub)
-            _create_prob_raster(os.path.join(sub, "prob.tif"), self.info)
-            state = {"fingerprint": key, "flushed_rows": 0, "tile_stats": []}
-            _save_state(sub, state)
+            state = _new_state(sub, key, self.info)
         if int(state["flushed_rows"]) < self.info.height:
             encoded = self.encode(phrase)
             _predict(self.info, self.tiles, self.row_starts, self.tile, self.margin, self.options,
@@ -736,7 +824,8 @@ def _scene_level(plan: ScenePlan, features: list[dict], passes: _Passes, aoi_geo
                            build_candidates(passes.zoom(phrase), metric, frame)))
     presence = options.presence if options.presence is not None else float(minfo.extra.get("presence", 0.0))
     resolution = resolve(plan.query, candidates, presence=presence,
-                         min_pixels=min_candidate_pixels(minfo, passes.tile), references=references)
+                         min_pixels=min_candidate_pixels(minfo, passes.tile), references=references,
+                         frame=frame)
     return _SceneAnswer(resolution, candidate_records(candidates, resolution))
 
 
@@ -803,15 +892,98 @@ def _fingerprint(info, expression, minfo, tile, overlap, scaling, options) -> st
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _load_state(work: str, fingerprint: str) -> dict | None:
+def _new_state(work: str, fingerprint: str, info: SceneInfo) -> dict:
+    """A fresh work raster in ``work`` and the state that claims none of its rows."""
+    path = os.path.join(work, "prob.tif")
+    _create_prob_raster(path, info)
+    state = {"fingerprint": fingerprint, "flushed_rows": 0, "tile_stats": [],
+             "check": {"rows": 0, "y0": 0, "size": os.path.getsize(path), "crc32": None}}
+    _save_state(work, state)
+    return state
+
+
+def _load_state(work: str, fingerprint: str, info: SceneInfo, emit: Progress) -> dict | None:
+    """The state of an interrupted run of this job in ``work``, or ``None`` to start afresh: when
+    there is none, it is another job's, or its work does not pass :func:`_verify_state` (then
+    with a warning)."""
     try:
         with open(os.path.join(work, "state.json"), encoding="utf-8") as f:
             state = json.load(f)
-    except (OSError, ValueError):
+    except FileNotFoundError:
         return None
-    if state.get("fingerprint") != fingerprint or not os.path.exists(os.path.join(work, "prob.tif")):
+    except (OSError, ValueError):
+        state = None
+    if isinstance(state, dict) and state.get("fingerprint") != fingerprint:
+        return None
+    if state is None or not _verify_state(work, state, info):
+        emit({"event": "log", "level": "warning", "message": UNVERIFIED})
         return None
     return state
+
+
+def _flushed_check(path: str, y0: int, prob: np.ndarray) -> dict:
+    """What a state records of the strip it claims last: rows up to its end, the work raster's
+    size once synced, and the strip's checksum."""
+    with open(path, "rb+") as f:
+        os.fsync(f.fileno())
+    return {"rows": y0 + prob.shape[0], "y0": y0, "size": os.path.getsize(path),
+            "crc32": zlib.crc32(np.ascontiguousarray(prob, dtype=np.float32).tobytes())}
+
+
+def _verify_state(work: str, state: dict, info: SceneInfo) -> bool:
+    """Whether the work raster holds what ``state`` claims: well-typed values, a raster of the
+    scene's grid no smaller than when the state was saved, and the last claimed strip's checksum."""
+    def is_int(v):
+        return type(v) is int
+
+    try:
+        rows, check, stats = state["flushed_rows"], state["check"], state["tile_stats"]
+        if not (is_int(rows) and 0 <= rows <= info.height and isinstance(stats, list)
+                and all(isinstance(s, dict) and is_int(s.get("row")) for s in stats)
+                and isinstance(check, dict) and check.get("rows") == rows and is_int(check.get("y0"))
+                and is_int(check.get("size"))):
+            return False
+        path = os.path.join(work, "prob.tif")
+        if os.path.getsize(path) < check["size"]:
+            return False
+        with rasterio.open(path) as src:
+            if ((src.width, src.height, src.count) != (info.width, info.height, 1) or src.dtypes[0] != "float32"
+                    or src.crs != info.crs):
+                return False
+            if rows == 0:
+                return True
+            y0 = check["y0"]
+            if not 0 <= y0 < rows:
+                return False
+            strip = src.read(1, window=Window(0, y0, info.width, rows - y0))
+        return zlib.crc32(np.ascontiguousarray(strip, dtype=np.float32).tobytes()) == check["crc32"]
+    except Exception:  # an unreadable raster or a state of the wrong shape
+        return False
+
+
+def _check_disk(info: SceneInfo, passes: int, options: SegmentOptions, work: str) -> int:
+    """The run's disk estimate in bytes; an :class:`OutputError` when the work folder's filesystem
+    lacks it (less what an interrupted run of the job already wrote there)."""
+    estimate = disk_estimate(info.width, info.height, stored_fraction(info.path), max(passes, 1),
+                             prob_output=bool(options.prob_path))
+    folder = os.path.dirname(work)
+    free = free_bytes(folder) + (_bytes_used(work) if options.resume else 0)
+    if estimate > free:
+        raise OutputError(f"not enough disk space in {folder}: this run needs about {format_bytes(estimate)} "
+                          f"({max(passes, 1)} work raster{'s' if passes > 1 else ''} of the scene's size"
+                          f"{' and --prob' if options.prob_path else ''}), {format_bytes(free)} free")
+    return estimate
+
+
+def _bytes_used(folder: str) -> int:
+    total = 0
+    for root, _, files in os.walk(folder):
+        for name in files:
+            try:
+                total += os.stat(os.path.join(root, name)).st_blocks * 512
+            except OSError:
+                pass
+    return total
 
 
 def _save_state(work: str, state: dict) -> None:

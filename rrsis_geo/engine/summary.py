@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import rasterio
 
+from rrsis_geo.engine.disk import disk_estimate, format_bytes, stored_fraction
 from rrsis_geo.engine.geometry import MetricContext
 from rrsis_geo.engine.raster import SceneInfo
 from rrsis_geo.engine.tiling import grid_shape, plan_tiles
@@ -22,6 +23,8 @@ def scene_summary(info: SceneInfo, tile: int, overlap: int) -> dict:
                          (t.c + t.b, t.f + t.e)])
     rows, cols = grid_shape(info.width, info.height, tile, overlap)
     tiles = plan_tiles(info.width, info.height, tile, overlap)
+    fraction = stored_fraction(info.path)
+    estimate = disk_estimate(info.width, info.height, fraction)
     return {
         "path": info.path,
         "size": f"{info.width} x {info.height} pixels, {info.count} band(s), {info.dtype}",
@@ -46,5 +49,8 @@ def scene_summary(info: SceneInfo, tile: int, overlap: int) -> dict:
             "row_starts": sorted({x.y for x in tiles}),
             "col_starts": sorted({x.x for x in tiles}),
         },
+        # One model pass (a --per-tile run; a scene-level run adds one per relation reference).
+        "disk_estimate_bytes": estimate,
+        "disk_estimate": f"{format_bytes(estimate)} for one model pass ({fraction:.0%} of the scene's blocks stored)",
     }
 
