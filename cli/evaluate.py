@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from cli.data_options import custom_data_options, custom_options, format_opt
+from cli.options import FiniteRange
 
 
 @click.command()
@@ -15,7 +16,7 @@ from cli.data_options import custom_data_options, custom_options, format_opt
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None, help="Folder for metrics.json/csv, per_sample.csv and grid.png.")
 @click.option("--native", is_flag=True, help="Score at each image's native resolution (default: the network input size).")
 @click.option("--strict", is_flag=True, help="Pr@X counts IoU > X (RSRefSeg) instead of >= X.")
-@click.option("--threshold", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None,
+@click.option("--threshold", type=FiniteRange(0, 1, min_open=True, max_open=True), default=None,
               help="Foreground probability a pixel must exceed (default: the model's, 0.5 = fg > bg [paper] "
               "unless `rrsis model calibrate` chose one); the value `rrsis segment --threshold` would use.")
 @click.option("--empty", type=click.Choice(["zero", "one", "exclude"]), default="zero", show_default=True, help="Score of empty-target samples (see the metrics docs).")

@@ -6,26 +6,36 @@ import json
 
 import click
 
+from rrsis_geo.weights import DEFAULT_MODEL  # no torch: help stays fast
+
 from cli.options import assume_crs_opt, bands_opt, overlap_opt, tile_opt
 
 
 @click.command(short_help="Summarise a raster and its tile plan.")
 @click.argument("scene", type=click.Path(dir_okay=False))
+@click.option("-m", "--model", default=DEFAULT_MODEL, show_default=True, metavar="NAME_OR_PATH",
+              help="The model whose bands and tile plan to show, as `rrsis segment --model` takes it.")
 @bands_opt
 @tile_opt
 @overlap_opt
 @assume_crs_opt
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
-def info(scene, bands, tile, overlap, assume_crs, as_json):
-    """Print SCENE's size, CRS, resolution, bands, validity masks and the tile plan."""
+def info(scene, model, bands, tile, overlap, assume_crs, as_json):
+    """Print SCENE's size, CRS, resolution, bands, validity masks and the tile plan
+    `rrsis segment` would use with MODEL (a per-tile pass at the same options)."""
     from rrsis_geo.engine.raster import open_scene, parse_bands
+    from rrsis_geo.engine.resolution import training_tile
     from rrsis_geo.engine.summary import scene_summary
     from rrsis_geo.engine.tiling import default_overlap
 
-    tile = tile or 512
+    minfo = model_info(model)
+    scene_info = open_scene(scene, parse_bands(bands), assume_crs, needed_bands=minfo.bands)
+    tile, warning = training_tile(scene_info, minfo, tile)
     overlap = default_overlap(tile) if overlap is None else overlap
-    scene_info = open_scene(scene, parse_bands(bands), assume_crs)
-    summary = scene_summary(scene_info, tile, overlap)
+    summary = {"model": f"{model} ({minfo.bands} bands, input {minfo.input_size} px)",
+               **scene_summary(scene_info, tile, overlap)}
+    if warning:
+        summary["resolution_warning"] = warning
     if as_json:
         click.echo(json.dumps(summary, indent=2))
         return
@@ -36,3 +46,23 @@ def info(scene, bands, tile, overlap, assume_crs, as_json):
                 click.echo(f"  {k}: {v}")
         else:
             click.echo(f"{key}: {value}")
+
+
+def model_info(name_or_path: str):
+    """The :class:`~rrsis_geo.predictor.ModelInfo` settings ``segment`` takes from a model: read
+    from a checkpoint's header without torch, or from a preset's config."""
+    from rrsis_geo.checkpoint_header import model_settings
+    from rrsis_geo.predictor import ModelInfo
+
+    meta = model_settings(name_or_path)
+    if meta is None:  # a preset, or a name the registry refuses in one line
+        from rrsis_geo.models.config import config_to_dict
+        from rrsis_geo.models.registry import checkpoint_for, get_config
+
+        checkpoint_for(name_or_path)
+        meta = config_to_dict(get_config(name_or_path))
+        meta["bands"] = meta["vision"]["in_chans"]
+    extra = {k: meta[k] for k in ("radiometry", "gsd_m_range", "chip_px") if meta.get(k) is not None}
+    return ModelInfo(model_id=str(name_or_path), checksum="", input_size=int(meta["input_size"]),
+                     bands=int(meta["bands"]), mean=tuple(meta["mean"]), std=tuple(meta["std"]),
+                     threshold=float(meta["threshold"]), gsd_m=meta.get("gsd_m"), extra=extra)

@@ -3,6 +3,8 @@
 Subcommands live one per module and are imported only when invoked, so ``rrsis --help`` stays
 instant (torch is never imported for it). Library errors are turned into one-line messages and
 exit codes here, at the edge: 2 for bad input, 1 for internal errors, 130 for a cancelled run.
+A full disk (``ENOSPC`` from any write) is exit 2 as well: the user frees space or picks another
+folder, as for any other input they can fix; its message names the file being written.
 """
 
 from __future__ import annotations
@@ -54,11 +56,30 @@ class LazyGroup(click.Group):
         except Exception as exc:  # an internal error: one line, traceback only on request
             if os.environ.get("RRSIS_DEBUG"):
                 raise
+            full = disk_full_message(exc)
+            if full is not None:
+                click.echo(f"Error: {full}", err=True)
+                ctx.exit(2)
             click.echo(
                 f"Internal error: {type(exc).__name__}: {exc} (set RRSIS_DEBUG=1 for the traceback)",
                 err=True,
             )
             ctx.exit(1)
+
+
+def disk_full_message(exc: BaseException) -> str | None:
+    """"no space left on device writing FILE" when ``exc`` (or what caused it) is ENOSPC, else None.
+    GDAL-based writers report it only in their message, so that is checked too."""
+    import errno
+
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if (isinstance(exc, OSError) and exc.errno == errno.ENOSPC) or "No space left on device" in str(exc):
+            name = getattr(exc, "filename", None)
+            return f"no space left on device writing {name or 'the output'}; free some space or write elsewhere"
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

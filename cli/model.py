@@ -23,7 +23,8 @@ def list_cmd():
         state = "" if m.path.is_file() else "  [missing from this installation]"
         click.echo(f"{m.name:18s} trained  {m.summary}{state}")
     for name in list_presets():
-        click.echo(f"{name:18s} preset   architecture only: random or generic pretrained weights, untrained heads")
+        click.echo(f"{name:18s} preset   architecture only, 3 bands (red, green, blue): random or generic "
+                   "pretrained weights, untrained heads")
 
 
 @model.command("info")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 
 import click
@@ -10,6 +11,9 @@ from rrsis_geo.engine.blending import DEFAULT_WINDOW, WINDOWS  # numpy only: hel
 from rrsis_geo.weights import DEFAULT_MODEL  # no torch: help stays fast
 
 from cli.options import (
+    MAX_BATCH,
+    BoundedInt,
+    FiniteRange,
     assume_crs_opt,
     bands_opt,
     overlap_opt,
@@ -33,15 +37,15 @@ from cli.options import (
 @bands_opt
 @tile_opt
 @overlap_opt
-@click.option("--batch-size", type=click.IntRange(min=1), default=4, show_default=True,
-              help="Tiles per model call.")
+@click.option("--batch-size", type=BoundedInt(1, MAX_BATCH), default=4, show_default=True,
+              help="Tiles per model call (at most 1024).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
-@click.option("--threshold", type=click.FloatRange(0, 1, max_open=True), default=None,
+@click.option("--threshold", type=FiniteRange(0, 1, max_open=True), default=None,
               help="Probability above which a pixel is the target. Default: the model's (0.5, or the one "
               "`rrsis model calibrate` stored; btdnet-lite-demo: 0.15).")
-@click.option("--min-area", type=click.FloatRange(min=0), default=0.0, show_default=True,
+@click.option("--min-area", type=FiniteRange(min=0), default=0.0, show_default=True,
               help="Drop objects smaller than this many square metres (any CRS).")
-@click.option("--simplify", type=click.FloatRange(min=0), default=0.0, show_default=True,
+@click.option("--simplify", type=FiniteRange(min=0), default=0.0, show_default=True,
               help="Simplify outlines with this tolerance in metres (any CRS).")
 @click.option("--dst-crs", default=None, metavar="CRS", help="Reproject the polygons (default: the raster's CRS).")
 @click.option("--prob", "prob_path", default=None, type=click.Path(dir_okay=False),
@@ -61,7 +65,7 @@ from cli.options import (
 @click.option("--candidates", "candidates_path", default=None, type=click.Path(dir_okay=False),
               help="Also write every candidate the answer was chosen from (a .gpkg output holds them "
               "as its 'candidates' layer anyway).")
-@click.option("--presence", type=click.FloatRange(0, 1), default=None,
+@click.option("--presence", type=FiniteRange(0, 1), default=None,
               help="Lowest peak probability of a candidate that counts as present (default: the model's).")
 @click.option("--force", is_flag=True,
               help="Answer even when the sentence names something the model was not trained to find.")
@@ -100,6 +104,15 @@ def segment(scene, expression, output, model, device, progress, verbose, quiet, 
     except KeyboardInterrupt:
         reporter.error("cancelled", 130)
         raise
+    except Exception as exc:  # a full disk is reported like bad input (see cli.main)
+        from cli.main import disk_full_message
+        from rrsis_geo.errors import OutputError
+
+        message = disk_full_message(exc)
+        if message is None:
+            raise
+        reporter.error(message, OutputError.exit_code)
+        raise OutputError(message) from exc
     reporter.close()
     done = {"event": "done", "output": result.output, "prob": result.prob,
             "manifest": result.manifest, "features": result.features, "seconds": result.seconds,
@@ -131,15 +144,42 @@ def _interrupt(signum, frame):
 def _run(scene, expression, output, model, device, reporter, opts):
     from rrsis_geo.engine.raster import parse_bands
     from rrsis_geo.engine.segment import SegmentOptions, preflight, segment_scene
+    from rrsis_geo.errors import ExpressionError
+
+    try:
+        expression.encode("utf-8")
+    except UnicodeEncodeError:  # bytes that are not UTF-8 reach Python as lone surrogates
+        raise ExpressionError("the expression is not valid UTF-8 text; check the terminal's or the "
+                              "script's encoding") from None
 
     options = SegmentOptions(
         bands=parse_bands(opts.pop("bands")), min_area_m2=opts.pop("min_area"),
         simplify_m=opts.pop("simplify"), resume=not opts.pop("no_resume"), **opts,
     )
     # Bad input fails before a model is built; the band count is checked once the model is known.
-    preflight(scene, expression, output, options, needed_bands=None)
+    # A checkpoint file is an input: no output may replace it.
+    inputs = {"the model checkpoint": model} if os.path.isfile(model) else None
+    preflight(scene, expression, output, options, needed_bands=None, inputs=inputs)
 
     from rrsis_geo.models import load_predictor
 
     predictor = load_predictor(model, device=device)
-    return segment_scene(scene, expression, output, predictor, options, progress=reporter)
+    if predictor.info.checksum.startswith("preset:"):
+        reporter = _after_start(reporter, {
+            "event": "log", "level": "warning",
+            "message": f"{model} is an untrained preset: its heads are random, so its polygons mean nothing "
+                       "(use a trained model for real results)"})
+    return segment_scene(scene, expression, output, predictor, options, progress=reporter, inputs=inputs)
+
+
+def _after_start(reporter, event: dict):
+    """``reporter`` that also reports ``event`` right after the run's ``start`` event (once the
+    input is validated; ``start`` stays the first JSON line)."""
+    pending = [event]
+
+    def report(e: dict) -> None:
+        reporter(e)
+        if e.get("event") == "start" and pending:
+            reporter(pending.pop())
+
+    return report

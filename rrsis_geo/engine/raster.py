@@ -120,10 +120,31 @@ def choose_bands(count: int, color_interp: tuple[str, ...], bands: tuple[int, ..
             f"the model takes {needed} bands but band {','.join(map(str, alpha))} of the raster is marked alpha; "
             f"if it holds data, name the bands with --bands {','.join(map(str, range(1, needed + 1)))}"
         )
+    rgb = ("; no trained RGB model ships yet: the RGB presets (--model btdnet-lite, btdnet-b or btdnet-tiny) "
+           "run on 3 bands but are untrained" if len(usable) == 3 else "")
     raise RasterError(
         f"the model takes {needed} bands but the raster has only {len(usable)} usable; use a scene with the "
-        f"model's bands (its model card names them) or another --model"
+        f"model's bands (its model card names them; btdnet-lite-demo: red, green, blue, NIR) or another --model{rgb}"
     )
+
+
+def _check_readable(ds, path: str) -> None:
+    """Read the first and the last block of every band, so a truncated file or a VRT with a missing
+    source fails here, naming the file, rather than as a read error mid-run."""
+    if not ds.count or not ds.width or not ds.height:
+        return
+    bh, bw = ds.block_shapes[0] if ds.block_shapes else (1, ds.width)
+    bh, bw = min(bh, ds.height, 1024), min(bw, ds.width, 1024)
+    first = Window(0, 0, bw, bh)
+    last = Window(ds.width - bw, ds.height - bh, bw, bh)
+    try:
+        for window in (first, last):
+            ds.read(window=window)
+    except RasterioIOError as exc:
+        lines = [line for line in str(exc).splitlines() if line.strip()]
+        why = f" ({lines[0][:200]})" if lines else ""
+        raise RasterError(f"{path} cannot be read: the file is truncated or damaged, or (a VRT) one of its "
+                          f"sources is missing{why}") from None
 
 
 def open_scene(
@@ -150,6 +171,7 @@ def open_scene(
                     "+".join(f.name for f in ds.mask_flag_enums[i]) for i in range(count)
                 )
                 interp = tuple(ci.name for ci in ds.colorinterp)
+                _check_readable(ds, path)
     except RasterioIOError as exc:
         first = str(exc).splitlines()[0] if str(exc) else ""
         raise RasterError(f"not a readable raster: {path} ({first})") from None

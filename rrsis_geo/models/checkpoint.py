@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -48,12 +49,11 @@ from typing import Any
 
 import torch
 
+from rrsis_geo.checkpoint_header import (  # noqa: F401 (re-exported)
+    ARCHITECTURE, FORMAT, FORMAT_VERSION, META_KEY, read_checkpoint_metadata, read_header,
+)
 from rrsis_geo.errors import CheckpointError, ModelError
 
-FORMAT = "rrsis-geo-checkpoint"
-FORMAT_VERSION = 2  # the newest version this module reads; 2 adds "base" (encoders by reference)
-ARCHITECTURE = "btdnet"
-META_KEY = "rrsis_geo"
 CONFIG_META = ("gsd_m", "threshold", "mean", "std", "max_tokens", "masker")  # metadata mirrored in the config
 
 
@@ -156,33 +156,9 @@ def write_checkpoint_file(tensors: dict[str, torch.Tensor], header: dict, path: 
 
 
 def read_metadata(path: str | os.PathLike) -> dict:
-    """The checkpoint's metadata dict, without reading the tensors."""
-    from safetensors import safe_open
-
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            raw = (f.metadata() or {}).get(META_KEY)
-    except Exception as exc:
-        raise CheckpointError(f"{path} is not a safetensors file ({type(exc).__name__}); "
-                              "an rrsis-geo checkpoint is a .safetensors file written by rrsis") from exc
-    if raw is None:
-        raise CheckpointError(f"{path} is a safetensors file but not an rrsis-geo checkpoint "
-                              f"(no '{META_KEY}' metadata)")
-    try:
-        meta = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise CheckpointError(f"{path}: corrupt '{META_KEY}' metadata ({exc})") from exc
-    if meta.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: not an rrsis-geo checkpoint (format={meta.get('format')!r})")
-    if int(meta.get("format_version", 0)) > FORMAT_VERSION:
-        raise CheckpointError(f"{path}: checkpoint format {meta['format_version']} is newer than this "
-                              f"rrsis-geo reads ({FORMAT_VERSION}); upgrade rrsis-geo")
-    if meta.get("architecture") != ARCHITECTURE:
-        raise CheckpointError(f"{path}: architecture {meta.get('architecture')!r} is not {ARCHITECTURE!r}")
-    return meta
+    """The checkpoint's metadata dict, without reading the tensors; the header's sizes and the
+    metadata's ranges are checked first (:mod:`rrsis_geo.checkpoint_header`)."""
+    return read_checkpoint_metadata(path)
 
 
 def sha256_file(path: str | os.PathLike) -> str:
@@ -217,12 +193,13 @@ def rebuild_encoder(model, prefix: str) -> dict[str, torch.Tensor]:
     return {k: v for k, v in model.state_dict().items() if k.startswith(prefix)}
 
 
-def _base_tensors(model, prefix: str, entry: dict, path) -> dict[str, torch.Tensor]:
-    """The ``base`` encoder ``prefix`` of checkpoint ``path``, rebuilt and checked against its hash."""
+def _base_source(cfg, prefix: str, entry, path) -> Path:
+    """Where the ``base`` encoder ``prefix`` of checkpoint ``path`` comes from (file or folder);
+    a one-line error naming what to install or restore when it is not there."""
     from rrsis_geo.models.text import PACKAGE_INSTALL, resolve_package_path
 
-    spec = entry.get("weights")
-    part = getattr(model.cfg, prefix[:-1], None)
+    spec = entry.get("weights") if isinstance(entry, dict) else None
+    part = getattr(cfg, prefix[:-1], None)
     if not spec or spec != getattr(part, "weights", None):
         raise CheckpointError(f"{path}: base {prefix!r} ({spec!r}) is not the weights its config names")
     intro = f"{path} stores only what changed from {spec}"
@@ -234,6 +211,14 @@ def _base_tensors(model, prefix: str, entry: dict, path) -> dict[str, torch.Tens
         raise CheckpointError(f"{intro}; {hint}") from exc
     if not source.exists():
         raise CheckpointError(f"{intro}; {source} not found (restore it, or use a full checkpoint)")
+    return source
+
+
+def _base_tensors(model, prefix: str, entry: dict, path) -> dict[str, torch.Tensor]:
+    """The ``base`` encoder ``prefix`` of checkpoint ``path``, rebuilt and checked against its hash."""
+    _base_source(model.cfg, prefix, entry, path)
+    spec = entry["weights"]
+    intro = f"{path} stores only what changed from {spec}"
     try:
         tensors = rebuild_encoder(model, prefix)
     except ModelError as exc:
@@ -242,6 +227,48 @@ def _base_tensors(model, prefix: str, entry: dict, path) -> dict[str, torch.Tens
         raise CheckpointError(f"{intro}, but {spec} differs from the weights this checkpoint was trained "
                               "from (sha256 mismatch); restore those weights or use a full checkpoint")
     return tensors
+
+
+MAX_PARAMETERS = 2_000_000_000  # elements; btdnet-b has about 0.2 billion
+
+
+def check_stored_shapes(path, cfg, meta: dict) -> None:
+    """Check the tensors the header of ``path`` lists against the model ``cfg`` describes, built
+    on the meta device (shapes only, nothing allocated): no model over ``MAX_PARAMETERS``, no
+    unexpected or mis-shaped key, and every key stored unless it lies under a ``base`` prefix."""
+    from rrsis_geo.models.btdnet import BTDNet
+    from rrsis_geo.models.pretrained import _list
+
+    try:
+        with torch.device("meta"):
+            own = {k: tuple(v.shape) for k, v in BTDNet(cfg).state_dict().items()}
+    except Exception as exc:
+        raise CheckpointError(f"{path}: cannot rebuild the model from its config ({type(exc).__name__}: "
+                              f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
+    total = sum(math.prod(s) for s in own.values())
+    if total > MAX_PARAMETERS:
+        raise CheckpointError(f"{path}: its config describes a model of {total:,} values, more than the "
+                              f"{MAX_PARAMETERS:,} allowed")
+    stored = {k: tuple(t["shape"]) for k, t in read_header(path)[0].items()}
+    bases = meta.get("base") or {}
+    if not isinstance(bases, dict):
+        raise CheckpointError(f"{path}: 'base' must map key prefixes to the weights they come from")
+    base = tuple(bases)
+    for prefix, entry in bases.items():  # an encoder taken from elsewhere fits its source
+        source = _base_source(cfg, prefix, entry, path)
+        size = sum(f.stat().st_size for f in source.rglob("*") if f.is_file()) if source.is_dir() else source.stat().st_size
+        values = sum(math.prod(s) for k, s in own.items() if k.startswith(prefix))
+        if 2 * values > size:
+            raise CheckpointError(f"{path}: its config describes a {prefix[:-1]} encoder of {values:,} values, "
+                                  f"more than {entry['weights']} ({size:,} bytes) holds")
+    missing = sorted(k for k in set(own) - set(stored) if not (base and k.startswith(base)))
+    unexpected = sorted(k[:80] for k in set(stored) - set(own))
+    if missing or unexpected:
+        raise CheckpointError(f"{path} does not match its architecture: missing keys [{_list(missing)}]; "
+                              f"unexpected keys [{_list(unexpected)}]")
+    bad = [f"{k} {v} vs {own[k]}" for k, v in stored.items() if v != own[k]]
+    if bad:
+        raise CheckpointError(f"{path}: shape mismatch for {_list(bad, 6)}")
 
 
 def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu"):
@@ -265,6 +292,7 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
     except Exception as exc:
         raise CheckpointError(f"{path}: cannot rebuild the model from its config ({exc})") from exc
     check_input_metadata(meta, cfg.vision.in_chans, str(path))
+    check_stored_shapes(path, cfg, meta)  # before the model or any tensor is allocated
     model = build_model(cfg, pretrained=False, seed=0)
     tensors = load_file(str(path), device="cpu")
     for prefix, entry in (meta.get("base") or {}).items():

@@ -74,10 +74,21 @@ def adapt_input_bands(vision: nn.Module, state_dict: dict[str, torch.Tensor], ke
 
 
 def _torch_load(path: Path) -> dict:
+    """``torch.load`` with ``weights_only=True``; a file that pickles anything but tensors and
+    plain containers is refused (torch's advice to retry with ``weights_only=False`` is not passed
+    on: that would run the file's code)."""
+    import pickle
+
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        found = re.search(r"GLOBAL (\S+)", str(exc))
+        what = f" ({found.group(1)})" if found else ""
+        raise CheckpointError(f"cannot read {path}: it holds Python objects other than tensors{what} and is "
+                              "refused; only plain weight files (tensors in dicts) are loaded") from None
     except Exception as exc:
-        raise CheckpointError(f"cannot read {path} as a PyTorch weights file ({type(exc).__name__}: {exc})") from exc
+        first = next((line for line in str(exc).splitlines() if line.strip()), "")
+        raise CheckpointError(f"cannot read {path} as a PyTorch weights file ({type(exc).__name__}: {first})") from None
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path} holds a {type(obj).__name__}, not a state dict")
     return obj

@@ -32,7 +32,8 @@ class ShippedModel:
 
 SHIPPED = {m.name: m for m in (
     ShippedModel("btdnet-lite-demo", "btdnet-lite trained on the demo data: lakes, rivers, sea, green and bare "
-                                     "fields in 5-10 m RGB, named by size, position and relation (see its model card)"),
+                                     "fields in 5-10 m 4-band scenes (red, green, blue, NIR), named by size, "
+                                     "position and relation (see its model card)"),
 )}
 
 DEFAULT_MODEL = "btdnet-lite-demo"

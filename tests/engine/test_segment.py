@@ -1,5 +1,6 @@
 """The engine's properties (design/engine.md), each checked end to end with fake models."""
 
+import dataclasses
 import json
 import os
 
@@ -397,6 +398,19 @@ def test_output_formats_with_schema_and_crs(tmp_path, ext, empty):
         import pyogrio
 
         assert pyogrio.list_layers(out)[0][0] == "o"
+
+
+def test_shapefile_keeps_the_full_sha256_under_a_short_name_without_warnings(tmp_path):
+    import warnings
+
+    scene = block_scene(tmp_path)
+    model = ThresholdModel(input_size=32)
+    model.info = dataclasses.replace(model.info, checksum="ab" * 32)  # a sha256's 64 characters
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the writer's field-name warnings are not the user's business
+        _, out = run(tmp_path, scene, model, name="o.shp", tile=32, overlap=8)
+    frame = gpd.read_file(out)
+    assert list(frame["model_sha"]) == ["ab" * 32]
 
 
 def test_source_label_replaces_scene_path(tmp_path):

@@ -98,7 +98,7 @@ def test_info_and_segment_share_the_default_overlap(tmp_path):
     from tests.rasters import smooth_field, write_raster
 
     scene = write_raster(tmp_path / "s.tif", smooth_field(300, 500))
-    r = CliRunner().invoke(cli, ["info", scene, "--tile", "128", "--json"])
+    r = CliRunner().invoke(cli, ["info", scene, "--tile", "128", "--json", "--model", "btdnet-tiny"])
     assert r.exit_code == 0, r.output
     import json
 
