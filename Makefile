@@ -54,6 +54,8 @@ demo-model: install
 	$(BIN)/rrsis model calibrate $(DEMO_RUN)/compact.safetensors build/demo_train --format custom --split val --native \
 		-o $(DEMO_MODEL) --force
 	$(BIN)/python scripts/demo_data/record_inputs.py $(DEMO_MODEL)
+	$(BIN)/rrsis model calibrate-presence $(DEMO_MODEL) data/demo --format custom --split-column split \
+		--raster-column chip --category-column category -o $(DEMO_MODEL) --force
 	$(BIN)/rrsis eval --model $(DEMO_MODEL) --format custom data/demo --split test --split-column split \
 		--raster-column chip --category-column category --native --out $(DEMO_RUN)/test
 	$(BIN)/python scripts/demo_data/compare.py $(DEMO_RUN)/test
