@@ -102,14 +102,23 @@ def export(src, dst, no_half, keep_pretrained, force):
     click.echo(f"wrote {dst}")
 
 
+def calibration_io(f):
+    """SRC, ROOT, --format, -o and --split of the calibrate commands."""
+    for decorator in reversed([
+        click.argument("src", type=click.Path(dir_okay=False)),
+        click.argument("root", type=click.Path(file_okay=False)),
+        format_opt,
+        click.option("-o", "--out", "dst", type=click.Path(dir_okay=False), required=True,
+                     help="The calibrated checkpoint (may be SRC itself, with --force)."),
+        click.option("--split", type=click.Choice(["train", "val", "test"]), default="val", show_default=True,
+                     help="Held-out data to choose on (not the split you report)."),
+    ]):
+        f = decorator(f)
+    return f
+
+
 @model.command("calibrate")
-@click.argument("src", type=click.Path(dir_okay=False))
-@click.argument("root", type=click.Path(file_okay=False))
-@format_opt
-@click.option("-o", "--out", "dst", type=click.Path(dir_okay=False), required=True,
-              help="The calibrated checkpoint (may be SRC itself, with --force).")
-@click.option("--split", type=click.Choice(["train", "val", "test"]), default="val", show_default=True,
-              help="Held-out data to choose on (not the split you report).")
+@calibration_io
 @click.option("--metric", type=click.Choice(["mIoU", "oIoU"]), default="mIoU", show_default=True)
 @click.option("--thresholds", default=None, metavar="T1,T2,...",
               help="Foreground probabilities to try [0.05, 0.10, ..., 0.95]; the model's current one is always tried.")
@@ -149,13 +158,7 @@ def calibrate(src, root, fmt, dst, split, metric, thresholds, native, batch_size
 
 
 @model.command("calibrate-presence")
-@click.argument("src", type=click.Path(dir_okay=False))
-@click.argument("root", type=click.Path(file_okay=False))
-@format_opt
-@click.option("-o", "--out", "dst", type=click.Path(dir_okay=False), required=True,
-              help="The calibrated checkpoint (may be SRC itself, with --force).")
-@click.option("--split", type=click.Choice(["train", "val", "test"]), default="val", show_default=True,
-              help="Held-out data to choose on (not the split you report).")
+@calibration_io
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--force", is_flag=True, help="Overwrite the output if it exists.")
 @custom_data_options
