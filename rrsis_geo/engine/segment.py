@@ -87,8 +87,13 @@ UNVERIFIED = "the interrupted run's work could not be verified; starting afresh"
 class SegmentOptions:
     """Everything about a run except the scene, the expression, the output and the model.
 
-    ``None`` means "from the model": ``tile`` defaults to the model's input size, ``overlap`` to
-    an eighth of the tile, ``threshold`` to the model's threshold.
+    ``None`` means "from the model": ``tile`` defaults to the scene pixels that cover one training
+    window's ground (the model's input size when the checkpoint does not say;
+    :func:`~rrsis_geo.engine.resolution.training_tile`), ``overlap`` to an eighth of the tile,
+    ``threshold`` and ``presence`` to the model's.
+
+    The mode: scene-level by default; ``per_tile`` keeps every object of every tile,
+    ``whole_scene`` runs the model once on the resampled scene (see :func:`mode_of`).
     """
 
     tile: int | None = None
