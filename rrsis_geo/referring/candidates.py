@@ -102,8 +102,9 @@ def add_glance_support(candidates: list[Candidate], glance: np.ndarray, transfor
     labels = rasterize(((candidates[i].geometry, i + 1) for i in order), out_shape=(h, w),
                        transform=transform, all_touched=True, fill=0, dtype="int32")
     index = np.arange(1, len(candidates) + 1)
-    means = ndimage.mean(glance, labels, index)
     counts = ndimage.sum_labels(np.ones_like(glance), labels, index)
+    sums = ndimage.sum_labels(glance, labels, index)
+    means = np.divide(sums, counts, out=np.zeros_like(sums), where=counts > 0)
     inverse = ~transform
     for i, c in enumerate(candidates):
         if counts[i] > 0:
