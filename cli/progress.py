@@ -3,9 +3,11 @@
 JSON lines (``--progress json``) are the protocol the QGIS plugin reads; one object per line on
 stdout:
 
-- ``{"event": "start", "run_id", "scene", "expression", "tiles", "model", "resumed_from_row",
-  "disk_estimate_bytes"}``
-- ``{"event": "progress", "stage": "predict"|"vectorize"|"write", "done", "total", "percent"}``
+- ``{"event": "start", "run_id", "scene", "expression", "tiles" (per pass), "passes", "model",
+  "resumed_from_row", "disk_estimate_bytes"}``
+- ``{"event": "progress", "stage": "predict"|"vectorize"|"write", "done", "total", "percent"}``;
+  with several tiled passes (a scene-level relation) also ``"pass"`` and ``"passes"``: ``done``
+  and ``total`` count the pass's tiles, ``percent`` rises once over the whole run
 - ``{"event": "log", "level": "info"|"warning", "message"}``
 - ``{"event": "done", "output", "prob", "manifest", "features", "seconds", "mode"}``; scene-level
   runs add ``answer_features``, ``candidates``, ``candidates_output``, ``rule`` and ``abstained``

@@ -351,8 +351,8 @@ def _segment_locked(scene, expression, output, predictor, options, emit, should_
         state = _new_state(work, fingerprint, info)
     resumed_from = int(state["flushed_rows"])
     emit({"event": "start", "run_id": run_id, "scene": info.path, "expression": expression,
-          "tiles": len(tiles), "model": minfo.model_id, "resumed_from_row": resumed_from,
-          "disk_estimate_bytes": estimate})
+          "tiles": len(tiles), "passes": max(passes, 1), "model": minfo.model_id,
+          "resumed_from_row": resumed_from, "disk_estimate_bytes": estimate})
     if resumed_from:
         emit({"event": "log", "level": "info",
               "message": f"resuming an interrupted run from row {resumed_from} of {info.height}"})
@@ -368,18 +368,19 @@ def _segment_locked(scene, expression, output, predictor, options, emit, should_
         else:
             encode = _Encoder(predictor, emit)
             encoded = encode(plan.zoom_phrase if plan else expression)
+            first = pass_progress(emit, 0, passes)
             if options.whole_scene:
-                _predict_whole(info, minfo, scaling, aoi_fn, predictor, encoded, work, state, counts, emit)
+                _predict_whole(info, minfo, scaling, aoi_fn, predictor, encoded, work, state, counts, first)
             elif resumed_from < info.height:
                 _predict(info, tiles, row_starts, tile, margin, options, minfo, scaling, aoi_fn,
-                         predictor, encoded, work, state, counts, emit, should_cancel, threshold)
-            features = _vectorise(work, info, threshold, options, minfo, expression, run_id, emit,
+                         predictor, encoded, work, state, counts, first, should_cancel, threshold)
+            features = _vectorise(work, info, threshold, options, minfo, expression, run_id, first,
                                   should_cancel)
             if plan is not None:
-                passes = _Passes(info, tiles, row_starts, tile, margin, options, minfo, scaling, aoi_fn,
+                runner = _Passes(info, tiles, row_starts, tile, margin, options, minfo, scaling, aoi_fn,
                                  predictor, encode, work, fingerprint, counts, emit, should_cancel,
-                                 threshold, expression, run_id)
-                scene_answer = _scene_level(plan, features, passes, aoi_geoms)
+                                 threshold, expression, run_id, plan.phrases())
+                scene_answer = _scene_level(plan, features, runner, aoi_geoms)
     except KeyboardInterrupt:
         raise Cancelled(f"interrupted; partial work kept in {work}; run the same command to resume") from None
 
@@ -765,7 +766,7 @@ class _Passes:
 
     def __init__(self, info, tiles, row_starts, tile, margin, options, minfo, scaling, aoi_fn,
                  predictor, encode, work, fingerprint, counts, emit, should_cancel, threshold, expression,
-                 run_id):
+                 run_id, phrases):
         self.__dict__.update(locals())
         del self.__dict__["self"]
 
@@ -805,13 +806,31 @@ class _Passes:
             shutil.rmtree(sub, ignore_errors=True)
             os.makedirs(sub)
             state = _new_state(sub, key, self.info)
+        emit = pass_progress(self.emit, self.phrases.index(phrase), len(self.phrases))
         if int(state["flushed_rows"]) < self.info.height:
             encoded = self.encode(phrase)
             _predict(self.info, self.tiles, self.row_starts, self.tile, self.margin, self.options,
                      self.minfo, self.scaling, self.aoi_fn, self.predictor, encoded, sub, state,
-                     self.counts, self.emit, self.should_cancel, self.threshold)
+                     self.counts, emit, self.should_cancel, self.threshold)
         return _vectorise(sub, self.info, self.threshold, self.options, self.minfo, self.expression,
-                          self.run_id, self.emit, self.should_cancel)
+                          self.run_id, emit, self.should_cancel)
+
+
+def pass_progress(emit: Progress, k: int, n: int) -> Progress:
+    """``emit`` for pass ``k`` of ``n`` tiled passes: its predict and vectorise percentages (0-99)
+    are mapped into the pass's share of 0-99, and the events say which pass they belong to, so
+    one progress bar runs once over the whole run. One pass is left as it is."""
+    if n <= 1:
+        return emit
+    lo, share = 99.0 * k / n, 99.0 / n
+
+    def scaled(event: dict) -> None:
+        if event.get("event") == "progress" and event.get("stage") != "write":
+            event = {**event, "percent": round(lo + share * event["percent"] / 99.0, 2), "pass": k + 1,
+                     "passes": n}
+        emit(event)
+
+    return scaled
 
 
 def _scene_level(plan: ScenePlan, features: list[dict], passes: _Passes, aoi_geoms) -> _SceneAnswer:

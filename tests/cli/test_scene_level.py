@@ -149,3 +149,15 @@ def test_conflicting_mode_options_are_refused(tmp_path, scene, model, args, mess
     result = CliRunner().invoke(cli, ["segment", scene, "the lake", "-o", str(tmp_path / "o.gpkg"), *args])
     assert result.exit_code == 2 and message in result.output
     assert model.calls == []
+
+
+def test_one_progress_bar_over_every_pass(tmp_path, scene, model):
+    """A relation to another category runs two tiled passes; the percentages rise once over both."""
+    result, events = segment(scene, "the lake east of the river", "-o", tmp_path / "o.gpkg")
+    assert result.exit_code == 0
+    assert events[0]["event"] == "start" and events[0]["passes"] == 2
+    progress = [e for e in events if e["event"] == "progress"]
+    percents = [e["percent"] for e in progress]
+    assert percents == sorted(percents) and percents[-1] == 100.0
+    assert {e.get("pass") for e in progress if e["stage"] != "write"} == {1, 2}
+    assert max(e["percent"] for e in progress if e.get("pass") == 1) <= 49.5
