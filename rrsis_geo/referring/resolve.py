@@ -173,6 +173,9 @@ def _resolve_size(query: Query, cands: list[Candidate], pool: list[int],
     s = query.size
     key = (lambda i: cands[i].area_m2) if s.measure == "area" else (lambda i: cands[i].length_m)
     word = _SUPERLATIVE[(s.measure, s.order)]
+    if s.among and query.number == "one" and len(pool) < s.among:  # nothing to compare with
+        return Resolution([], rule=f"no {_COMPARATIVE[(s.measure, s.order)]} {query.head or 'object'}: "
+                                   f"only {len(pool)} candidate{tag}", abstained=True)
     if s.among:  # "the smaller of the two": the two most prominent (largest) candidates
         total = len(pool)
         pool = sorted(pool, key=key, reverse=True)[: s.among]
