@@ -173,7 +173,9 @@ def _resolve_size(query: Query, cands: list[Candidate], pool: list[int],
     s = query.size
     key = (lambda i: cands[i].area_m2) if s.measure == "area" else (lambda i: cands[i].length_m)
     word = _SUPERLATIVE[(s.measure, s.order)]
-    if s.among and query.number == "one" and len(pool) < s.among:  # nothing to compare with
+    # "the smaller of the two" with one candidate: the one seen is likely the larger, the smaller
+    # was missed ("the larger" with one candidate names it)
+    if s.among and s.order == "asc" and query.number == "one" and len(pool) < s.among:
         return Resolution([], rule=f"no {_COMPARATIVE[(s.measure, s.order)]} {query.head or 'object'}: "
                                    f"only {len(pool)} candidate{tag}", abstained=True)
     if s.among:  # "the smaller of the two": the two most prominent (largest) candidates

@@ -63,9 +63,10 @@ def test_comparatives_compare_the_two_largest():
     assert answer("the smaller lake")[1].rule == "smaller of 2 lake candidates (the 2 largest of 4): 0.36 km2"
 
 
-def test_a_comparative_with_one_candidate_abstains():
+def test_the_smaller_with_one_candidate_abstains_the_larger_names_it():
     selected, res = answer("the smaller of the two lakes", [LAKES[0]])
     assert selected == [] and res.abstained and res.rule == "no smaller lake: only 1 candidate"
+    assert answer("the larger of the two lakes", [LAKES[0]])[0] == [0]  # the other one was missed
 
 
 def test_rule_states_the_measure_in_metric_units():
