@@ -134,6 +134,7 @@ def _number(meta: dict, key: str):
 def check_metadata(meta: dict, owner: str) -> None:
     """Check the ranges of the metadata (and of the config's copies) that inference uses:
     ``threshold`` in [0, 1), every ``std`` > 0, ``input_size`` in ``INPUT_SIZE_RANGE``,
+    the training pixels' description (:func:`rrsis_geo.predictor.check_input_metadata`),
     ``presence`` in [0, 1] and a ``vocabulary`` of at most ``MAX_VOCABULARY_NOUNS`` nouns.
     Raises a one-line :class:`CheckpointError` naming ``owner``."""
     for where in (meta, meta.get("config") or {}):
@@ -152,6 +153,11 @@ def check_metadata(meta: dict, owner: str) -> None:
                     or not all(isinstance(s, numbers.Real) and not isinstance(s, bool) and math.isfinite(s) and s > 0
                                for s in std)):
                 raise CheckpointError(f"{owner}: std must be finite numbers > 0 (one per band), got {str(std)[:60]}")
+    bands = ((meta.get("config") or {}).get("vision") or {}).get("in_chans")
+    if _whole(bands):  # what the training pixels were (radiometry, ground resolution, window size)
+        from rrsis_geo.predictor import check_input_metadata
+
+        check_input_metadata(meta, bands, owner)
     presence = _number({**meta, "_owner": owner}, "presence")
     if presence is not None and not 0 <= presence <= 1:
         raise CheckpointError(f"{owner}: presence must lie in [0, 1], got {presence}")

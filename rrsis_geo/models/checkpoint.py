@@ -11,8 +11,9 @@ holds one JSON string under the key ``"rrsis_geo"``::
 
 ``masker`` is the noun-phrase masker actually used ("auto" is resolved when saving).
 
-What the training pixels were, where known (checked when writing and loading by
-:func:`~rrsis_geo.predictor.check_input_metadata`; files without them load as before)::
+What the training pixels were, where known (checked when writing by
+:func:`~rrsis_geo.predictor.check_input_metadata` and when reading by
+:func:`~rrsis_geo.checkpoint_header.check_metadata`; files without them load as before)::
 
     "radiometry": {"uint8": {"lo": [0, 0, 0], "hi": [255, 255, 255], "note": "..."}, ...},
     "gsd_m_range": [5.0, 10.0], "chip_px": 256
@@ -284,14 +285,11 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
     from rrsis_geo.models.pretrained import _list
     from rrsis_geo.models.registry import build_model
 
-    from rrsis_geo.predictor import check_input_metadata
-
-    meta = read_metadata(path)
+    meta = read_metadata(path)  # header sizes and every metadata range checked
     try:
         cfg = config_from_dict(meta["config"])
     except Exception as exc:
         raise CheckpointError(f"{path}: cannot rebuild the model from its config ({exc})") from exc
-    check_input_metadata(meta, cfg.vision.in_chans, str(path))
     check_stored_shapes(path, cfg, meta)  # before the model or any tensor is allocated
     model = build_model(cfg, pretrained=False, seed=0)
     tensors = load_file(str(path), device="cpu")

@@ -17,10 +17,9 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from rrsis_geo.checkpoint_header import MAX_VOCABULARY_NOUNS, vocabulary_nouns
 from rrsis_geo.errors import ModelError
 from rrsis_geo.referring.expression import Query, normalise_noun, parse
-
-MAX_NOUNS = 10_000
 
 
 @dataclass(frozen=True)
@@ -52,22 +51,22 @@ class Vocabulary:
 
 
 def from_metadata(value) -> Vocabulary | None:
-    """The vocabulary a checkpoint stores, validated; None when it has none."""
+    """The vocabulary a checkpoint stores, validated (its shape and size as a checkpoint's are:
+    :func:`rrsis_geo.checkpoint_header.vocabulary_nouns`); None when it has none."""
     if value is None:
         return None
+    owner = "the checkpoint's vocabulary metadata"
+    n = vocabulary_nouns(value, owner)
+    if n > MAX_VOCABULARY_NOUNS:
+        raise ModelError(f"{owner} holds {n} nouns, more than the {MAX_VOCABULARY_NOUNS} allowed")
     try:
-        cats = value["categories"]
-        out = {}
-        n = 0
-        for cat, entry in cats.items():
-            nouns = [normalise_noun(str(x)) for x in entry.get("nouns", [])]
-            prompt = entry.get("prompt")
-            n += len(nouns)
-            out[normalise_noun(str(cat))] = {"nouns": nouns, "prompt": None if prompt is None else str(prompt)}
-    except (TypeError, KeyError, AttributeError, ValueError):
-        raise ModelError("the checkpoint's vocabulary metadata is malformed") from None
-    if not out or n > MAX_NOUNS:
-        raise ModelError(f"the checkpoint's vocabulary metadata has {len(out)} categories and {n} nouns")
+        out = {normalise_noun(str(cat)): {"nouns": [normalise_noun(str(x)) for x in entry.get("nouns", [])],
+                                          "prompt": None if entry.get("prompt") is None else str(entry["prompt"])}
+               for cat, entry in value["categories"].items()}
+    except (TypeError, AttributeError, ValueError):
+        raise ModelError(f"{owner} is malformed") from None
+    if not out:
+        raise ModelError(f"{owner} has no categories")
     return Vocabulary(out)
 
 
