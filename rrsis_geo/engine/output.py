@@ -122,17 +122,6 @@ class PendingFile:
     target: str
     sidecars: tuple[str, ...] = ()
 
-    def commit(self) -> None:
-        if self.sidecars:  # shapefile: move every part, drop stale parts of an old one
-            t_stem, g_stem = os.path.splitext(self.temp)[0], os.path.splitext(self.target)[0]
-            for side in SHAPEFILE_SIDECARS:
-                if not os.path.exists(t_stem + side) and os.path.exists(g_stem + side):
-                    os.remove(g_stem + side)
-            for side in self.sidecars:
-                os.replace(t_stem + side, g_stem + side)
-        else:
-            os.replace(self.temp, self.target)
-
     def pairs(self) -> list[tuple[str, str]]:
         """(temporary, target) renames that put this file in place."""
         if not self.sidecars:
