@@ -9,12 +9,20 @@ from __future__ import annotations
 
 import numpy as np
 import shapely
+import shapely.affinity
 from pyproj import CRS, Transformer
 from pyproj.aoi import AreaOfInterest
 from pyproj.database import query_utm_crs_info
 from shapely.ops import transform as shp_transform
 
 from rrsis_geo.errors import InputError
+
+
+def pixel_box(transform, col0: float, row0: float, col1: float, row1: float) -> shapely.Geometry:
+    """The pixel-space rectangle ``[col0, col1] x [row0, row1]`` mapped into the CRS by the
+    raster's affine ``transform`` (a parallelogram on a rotated grid)."""
+    t = transform
+    return shapely.affinity.affine_transform(shapely.box(col0, row0, col1, row1), [t.a, t.b, t.d, t.e, t.c, t.f])
 
 
 class MetricContext:

@@ -9,9 +9,7 @@ per pixel. The resampling is limited to ``MAX_RESAMPLE`` either way.
 
 from __future__ import annotations
 
-import shapely
-
-from rrsis_geo.engine.geometry import MetricContext
+from rrsis_geo.engine.geometry import MetricContext, pixel_box
 from rrsis_geo.engine.raster import SceneInfo
 from rrsis_geo.predictor import ModelInfo
 
@@ -25,10 +23,8 @@ MIN_TILE = 32
 def scene_gsd_m(info: SceneInfo) -> float:
     """Ground resolution in metres per pixel at the scene's centre: the square root of the
     centre pixel's area (on the ellipsoid for a geographic CRS; rotated grids included)."""
-    t = info.transform
     col, row = info.width // 2, info.height // 2
-    corners = [(col, row), (col + 1, row), (col + 1, row + 1), (col, row + 1)]
-    pixel = shapely.Polygon([(t.a * c + t.b * r + t.c, t.d * c + t.e * r + t.f) for c, r in corners])
+    pixel = pixel_box(info.transform, col, row, col + 1, row + 1)
     return MetricContext(info.crs, info.bounds).area_m2(pixel) ** 0.5
 
 

@@ -38,7 +38,6 @@ import numpy as np
 import rasterio
 import rasterio.shutil
 import shapely
-import shapely.affinity
 from affine import Affine
 from rasterio.windows import Window
 
@@ -47,7 +46,7 @@ from rrsis_geo.engine import output as out
 from rrsis_geo.engine.accumulate import PROB_NODATA, StripAccumulator
 from rrsis_geo.engine.blending import DEFAULT_WINDOW, WINDOWS, default_margin, tile_weights
 from rrsis_geo.engine.disk import disk_estimate, format_bytes, free_bytes, stored_fraction
-from rrsis_geo.engine.geometry import MetricContext
+from rrsis_geo.engine.geometry import MetricContext, pixel_box
 from rrsis_geo.engine.raster import (
     SceneInfo,
     TileReader,
@@ -64,7 +63,7 @@ from rrsis_geo.engine.tiling import (
     rows_final_after,
     validate_tiling,
 )
-from rrsis_geo.engine.vectorize import SeamMerger
+from rrsis_geo.engine.vectorize import SeamMerger, area_bound, areas_m2, simplify_m
 from rrsis_geo.engine.whole_scene import check_whole_scene, glance_scene, predict_whole_scene
 from rrsis_geo.errors import Cancelled, ExpressionError, InputError, ModelError, OutputError
 from rrsis_geo.predictor import Predictor
@@ -344,11 +343,7 @@ def _segment_locked(scene, expression, output, predictor, options, emit, should_
 
     passes = 0 if plan is not None and plan.abstain else len(plan.phrases()) if plan is not None else 1
     estimate = _check_disk(info, passes, options, work)
-    state = _load_state(work, fingerprint, info, emit) if options.resume else None
-    if state is None:
-        shutil.rmtree(work, ignore_errors=True)
-        os.makedirs(work)
-        state = _new_state(work, fingerprint, info)
+    state = _open_work(work, fingerprint, info, options.resume, emit)
     resumed_from = int(state["flushed_rows"])
     emit({"event": "start", "run_id": run_id, "scene": info.path, "expression": expression,
           "tiles": len(tiles), "passes": max(passes, 1), "model": minfo.model_id,
@@ -687,10 +682,6 @@ class _Prefetcher:
 # ------------------------------------------------------------------------- vectorise phase
 def _vectorise(work, info: SceneInfo, threshold, options, minfo, expression, run_id, emit,
                should_cancel) -> list[dict]:
-    import shapely
-
-    from rrsis_geo.engine.vectorize import area_bound, areas_m2, simplify_m
-
     metric = MetricContext(info.crs, info.bounds)
     min_area = options.min_area_m2
     merger = SeamMerger(info.width, threshold, info.transform, min_area_m2=min_area,
@@ -801,11 +792,7 @@ class _Passes:
         """The feature records of ``phrase``'s tiled pass."""
         key = hashlib.sha256(f"{self.fingerprint}|{phrase}".encode()).hexdigest()
         sub = os.path.join(self.work, f"pass-{key[:16]}")
-        state = _load_state(sub, key, self.info, self.emit) if self.options.resume else None
-        if state is None:
-            shutil.rmtree(sub, ignore_errors=True)
-            os.makedirs(sub)
-            state = _new_state(sub, key, self.info)
+        state = _open_work(sub, key, self.info, self.options.resume, self.emit)
         emit = pass_progress(self.emit, self.phrases.index(phrase), len(self.phrases))
         if int(state["flushed_rows"]) < self.info.height:
             encoded = self.encode(phrase)
@@ -864,9 +851,7 @@ def min_candidate_pixels(minfo, tile: int) -> int:
 
 def _frame_polygon(info: SceneInfo, aoi_geoms) -> shapely.Geometry:
     """The scene's footprint (or its part inside the AOI) in the scene's CRS."""
-    t = info.transform
-    footprint = shapely.affinity.affine_transform(shapely.box(0, 0, info.width, info.height),
-                                                  [t.a, t.b, t.d, t.e, t.c, t.f])
+    footprint = pixel_box(info.transform, 0, 0, info.width, info.height)
     if aoi_geoms:
         inside = footprint.intersection(shapely.union_all(aoi_geoms))
         if not inside.is_empty:
@@ -914,6 +899,17 @@ def _fingerprint(info, expression, minfo, tile, overlap, scaling, options) -> st
         "engine": __version__,
     }
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _open_work(work: str, fingerprint: str, info: SceneInfo, resume: bool, emit: Progress) -> dict:
+    """The state of a pass's work folder: an interrupted run's when ``resume`` and it verifies
+    (:func:`_load_state`), else a fresh folder with a new work raster."""
+    state = _load_state(work, fingerprint, info, emit) if resume else None
+    if state is None:
+        shutil.rmtree(work, ignore_errors=True)
+        os.makedirs(work)
+        state = _new_state(work, fingerprint, info)
+    return state
 
 
 def _new_state(work: str, fingerprint: str, info: SceneInfo) -> dict:

@@ -41,11 +41,7 @@ def predict_whole_scene(info: SceneInfo, reader: TileReader, predictor, encoded,
     img = reader.read_resampled(size)
     valid = reader.valid_rows(0, info.height)
     small_valid = resize_to(valid.astype(np.float32), size, size) > 0.5
-    img[:, ~small_valid] = 0.0
-    prob = np.asarray(predictor.predict(img[None], encoded), dtype=np.float32)
-    if prob.shape != (1, size, size):
-        raise ModelError(f"model returned probabilities of shape {prob.shape}, expected {(1, size, size)}")
-    out = resize_to(prob[0], info.height, info.width)
+    out = resize_to(_predict_resampled(predictor, img, small_valid, encoded), info.height, info.width)
     out[~valid] = PROB_NODATA
     return out
 
@@ -53,12 +49,18 @@ def predict_whole_scene(info: SceneInfo, reader: TileReader, predictor, encoded,
 def glance_scene(reader: TileReader, predictor, encoded, size: int) -> np.ndarray:
     """The scene (or the AOI inside it) resampled to ``size x size``, one model call: the glance
     pass of a scene-level run. Returns the probabilities on that coarse grid, 0 where invalid."""
-    img = reader.read_resampled(size)
     valid = reader.valid_resampled(size)
+    out = _predict_resampled(predictor, reader.read_resampled(size), valid, encoded)
+    out[~valid] = 0.0
+    return out
+
+
+def _predict_resampled(predictor, img: np.ndarray, valid: np.ndarray, encoded) -> np.ndarray:
+    """One model call on a resampled scene ``img`` (bands, size, size), its invalid pixels zeroed:
+    the probabilities (size, size), a new array."""
     img[:, ~valid] = 0.0
+    size = img.shape[-1]
     prob = np.asarray(predictor.predict(img[None], encoded), dtype=np.float32)
     if prob.shape != (1, size, size):
         raise ModelError(f"model returned probabilities of shape {prob.shape}, expected {(1, size, size)}")
-    out = prob[0].copy()
-    out[~valid] = 0.0
-    return out
+    return prob[0].copy()
