@@ -393,6 +393,15 @@ def _relation(toks: list[Tok], i: int) -> Relation | None:
     return None
 
 
+def _first_of_each(op: Size | Position, size: Size | None, position: Position | None
+                   ) -> tuple[Size | None, Position | None]:
+    """``(size, position)`` with ``op`` taken where none of its kind was found yet (the first
+    size and the first position word count)."""
+    if isinstance(op, Size):
+        return size or op, position
+    return size, position or op
+
+
 def _scan(toks: list[Tok]) -> tuple[list[Tok], Size | None, Position | None, Relation | None]:
     """Take the operator phrases out of the token list, left to right; a relation ends the scan.
     Returns the remaining (noun phrase) tokens and the operators found."""
@@ -402,10 +411,7 @@ def _scan(toks: list[Tok]) -> tuple[list[Tok], Size | None, Position | None, Rel
     while i < len(toks):
         if hit := _post_operator(toks, i):
             n, op = hit
-            if isinstance(op, Size):
-                size = size or op
-            else:
-                position = position or op
+            size, position = _first_of_each(op, size, position)
             i += n
             continue
         # after a determiner, "nearest" or "by" belongs to the noun phrase ("the nearest lake")
@@ -447,10 +453,7 @@ def _noun_phrase(toks: list[Tok], forced_number: str | None) -> _Phrase:
     while j < cut:
         if hit := _np_operator(toks, j, cut):
             n, op = hit
-            if isinstance(op, Size):
-                size = size or op
-            else:
-                position = position or op
+            size, position = _first_of_each(op, size, position)
             j += n
             continue
         roles.append((toks[j], _role(toks, j, cut)))
