@@ -32,7 +32,7 @@ demo: install
 	mkdir -p out
 	$(BIN)/rrsis segment data/samples/naip_lakes_south_5m.tif "the lake at the upper right" \
 		-o out/lake.gpkg --prob out/lake_prob.tif --preview out/lake.png --overwrite
-	@echo "Results: out/lake.gpkg (polygons), out/lake_prob.tif (probabilities), out/lake.png (preview), out/lake.gpkg.manifest.json"
+	@echo "Results: out/lake.gpkg (layers answer and candidates), out/lake_prob.tif (probabilities), out/lake.png (preview), out/lake.gpkg.manifest.json"
 
 # Rebuild the shipped demo model from scratch (rrsis_geo/weights/btdnet-lite-demo.md): the two training
 # builds of the demo data (the second adds "all the lakes" category sets, for stage 2), training in two
