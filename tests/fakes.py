@@ -126,18 +126,20 @@ def category_model(model: str, device: str = "auto") -> CategoryModel:
 class DyingCategoryModel(CategoryModel):
     """A :class:`CategoryModel` whose process kills itself (SIGKILL: a lost worker) on its
     ``die_at``-th predict call while the file ``trigger`` exists; it removes the file first, so
-    exactly one process dies, mid-scene."""
+    exactly one process dies, mid-scene (after a pause that lets the engine save the rows it has)."""
 
-    def __init__(self, trigger: str, die_at: int = 3, **kw):
+    def __init__(self, trigger: str, die_at: int = 8, **kw):
         super().__init__(**kw)
         self.trigger, self.die_at = trigger, die_at
 
     def predict(self, tiles, encoded):
         import os
         import signal
+        import time
 
         if len(self.calls) + 1 >= self.die_at and os.path.exists(self.trigger):
             os.remove(self.trigger)
+            time.sleep(0.5)
             os.kill(os.getpid(), signal.SIGKILL)
         return super().predict(tiles, encoded)
 

@@ -30,6 +30,7 @@ from rrsis_geo.batch import collect
 from rrsis_geo.batch.inputs import Scene
 from rrsis_geo.batch.tasks import (
     STATE_DIR,
+    DEFAULT_LOADER,
     BatchJob,
     host_of,
     job_key,
@@ -72,7 +73,8 @@ def run_batch(scenes: list[Scene], job: BatchJob, scheduler="local", workers: in
         raise InputError(f"--retries must be >= 0, got {retries}")
     if workers is not None and workers < 1:
         raise InputError(f"--workers must be >= 1, got {workers}")
-    _check_model(job.model)
+    if job.loader == DEFAULT_LOADER:
+        _check_model(job.model)
     _prepare_outdir(job.outdir, job.options.overwrite)
     keys = {s.stem: job_key(job, s) for s in scenes}
     reused = {s.stem: r for s in scenes if (r := _completed(job, s, keys[s.stem])) is not None}
@@ -110,7 +112,7 @@ def run_batch(scenes: list[Scene], job: BatchJob, scheduler="local", workers: in
 
 # -------------------------------------------------------------------------------- before the run
 def _check_model(model: str) -> None:
-    """A model argument that names nothing is refused before any scene starts."""
+    """A model argument that names no model of this package is refused before any scene starts."""
     from rrsis_geo.weights import SHIPPED
 
     if model in SHIPPED or os.path.isfile(model):
@@ -193,11 +195,21 @@ def _run_dask(todo, job, keys, scheduler, workers, retries, emit, announce):
         announce(scheduler=scheduler if isinstance(scheduler, str) else info.get("address"),
                  workers=len(info.get("workers", {})), dashboard=_dashboard(client, info))
         attempts = {s.stem: 1 for s in todo}
+        waiting = list(reversed(todo))  # scenes not yet handed out, next one last
         pending = as_completed()
-        for scene in todo:
-            future = _submit(client, job, scene, keys[scene.stem])
-            futures[future.key] = (future, scene)
-            pending.add(future)
+
+        def hand_out() -> None:
+            """Keep as many scenes in flight as the cluster has task slots (at least one): the scheduler
+            never holds a scene behind another on a worker, so a lost worker costs only its running
+            scene an attempt, and workers that join later get scenes too."""
+            slots = max(1, sum(client.nthreads().values()))
+            while waiting and len(futures) < slots:
+                scene = waiting.pop()
+                future = _submit(client, job, scene, keys[scene.stem])
+                futures[future.key] = (future, scene)
+                pending.add(future)
+
+        hand_out()
         for future in pending:
             _, scene = futures.pop(future.key)
             try:
@@ -207,13 +219,13 @@ def _run_dask(todo, job, keys, scheduler, workers, retries, emit, announce):
                 if attempts[scene.stem] <= retries:
                     attempts[scene.stem] += 1
                     emit({"event": "retry", "scene": scene.stem, "attempt": attempts[scene.stem], "message": message})
-                    future = _submit(client, job, scene, keys[scene.stem])
-                    futures[future.key] = (future, scene)
-                    pending.add(future)
+                    waiting.append(scene)
+                    hand_out()
                     continue
                 record = new_record(scene, job, keys[scene.stem])
                 record.update(error=f"its worker was lost {attempts[scene.stem]} times ({message})", exit_code=1)
                 write_record(job.outdir, record)
+            hand_out()
             yield {**record, "attempts": attempts[scene.stem]}
     except KeyboardInterrupt:
         raise Cancelled("interrupted; finished scenes are kept: run the same command to go on") from None

@@ -223,15 +223,21 @@ def test_a_lost_worker_reruns_its_scene_with_the_same_result(scenes, tmp_path):
     trigger = tmp_path / "die-once"
     trigger.write_text("")
     listed = list_scenes([str(scenes)], EXPR)
-    job = BatchJob(outdir=str(tmp_path / "dask"), model=str(trigger), loader="tests.fakes:dying_category_model")
+    options = SegmentOptions(batch_size=1)  # 12 model calls a pass: the 8th is in the middle of a scene
+    job = BatchJob(outdir=str(tmp_path / "dask"), model=str(trigger), loader="tests.fakes:dying_category_model",
+                   options=options)
     events = []
     result = run_batch(listed, job, scheduler="local", workers=2, retries=1, progress=events.append)
     assert not trigger.exists()  # a worker did die
     retries = [e for e in events if e["event"] == "retry"]
     assert len(retries) == 1 and "KilledWorker" in retries[0]["message"]
     assert result.failed == 0 and result.done == 3
-    assert {r["scene"]: r["attempts"] for r in result.records}[retries[0]["scene"]] == 2
-    serial = BatchJob(outdir=str(tmp_path / "serial"), model=str(tmp_path), loader="tests.fakes:category_model")
+    lost = retries[0]["scene"]
+    assert {r["scene"]: r["attempts"] for r in result.records}[lost] == 2
+    manifest = json.load(open(tmp_path / "dask" / f"{lost}.gpkg.manifest.json"))
+    assert manifest["result"]["resumed_from_row"] > 0  # the second attempt went on from the first's work
+    serial = BatchJob(outdir=str(tmp_path / "serial"), model=str(tmp_path), loader="tests.fakes:category_model",
+                      options=options)
     run_batch(listed, serial, scheduler="none")
     for name in SCENES:
         assert_same_run(str(tmp_path / "dask" / f"{name}.gpkg"), str(tmp_path / "serial" / f"{name}.gpkg"))
@@ -275,3 +281,30 @@ def test_options_reach_the_engine(scenes, tmp_path, model):
     manifest = json.load(open(tmp_path / "o" / "north.gpkg.manifest.json"))
     assert manifest["parameters"]["min_area_m2"] == 123.0 and manifest["parameters"]["window"] == "linear"
     assert (tmp_path / "o" / "north.prob.tif").exists()
+
+
+class RiverCrash(CategoryModel):
+    """Raises an ordinary exception (a model bug, not an input error) when asked about rivers."""
+
+    def predict(self, tiles, encoded):
+        if "river" in encoded["expression"]:
+            raise RuntimeError("CUDA error: an illegal memory access")
+        return super().predict(tiles, encoded)
+
+
+@pytest.mark.parametrize("where", ["none", "cluster"])
+def test_an_unexpected_error_fails_one_scene_only(scenes, tmp_path, monkeypatch, cluster, where):
+    fake = RiverCrash(input_size=64)
+    monkeypatch.setattr(rrsis_geo.models, "load_predictor", lambda *a, **k: fake)
+    (tmp_path / "list.csv").write_text("scene,expression\nscenes/north.tif,\nscenes/south.tif,the widest river\n"
+                                       "scenes/east.tif,\n")
+    out = tmp_path / "out"
+    scheduler = "none" if where == "none" else cluster.scheduler_address
+    result, events = rrsis("batch", tmp_path / "list.csv", EXPR, "-o", out, "--scheduler", scheduler)
+    assert result.exit_code == 3, result.output
+    index = gpd.read_file(out / "index.gpkg").set_index("scene")
+    assert list(index.index) == ["north", "south", "east"]
+    assert list(index["expression"]) == [EXPR, "the widest river", EXPR]
+    assert list(index["status"]) == ["done", "failed", "done"]
+    assert index.loc["south", "error"] == "internal error: RuntimeError: CUDA error: an illegal memory access"
+    assert not [e for e in events if e["event"] == "retry"]  # a scene's own failure is not retried
