@@ -179,7 +179,7 @@ def _run_dask(todo, job, keys, scheduler, workers, retries, emit, announce):
     if not isinstance(scheduler, str):  # a Client the caller owns
         client, own_client = scheduler, False
     elif scheduler == "local":
-        cluster, job = _local_cluster(job, workers)
+        cluster, job = local_cluster(job, workers)
         client, own_client = Client(cluster), True
     else:
         try:
@@ -274,7 +274,9 @@ def count_gpus() -> int:
     return n
 
 
-def _local_cluster(job: BatchJob, workers: int | None):
+def local_cluster(job: BatchJob, workers: int | None):
+    """A started ``LocalCluster`` for ``job`` (see :func:`local_plan`) and the job with its threads
+    and GPUs filled in."""
     import importlib.util
 
     import dask
