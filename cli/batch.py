@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import signal
-
 import click
 
 from cli.options import BoundedInt, run_opts, segment_options, setup_logging
@@ -57,30 +55,17 @@ def batch(inputs, expression, outdir, model, device, progress, verbose, quiet, p
       rrsis batch scenes.csv "the lake" -o out/ --scheduler tcp://10.0.0.5:8786
     """
     setup_logging(verbose, quiet)
-    from cli.progress import BatchReporter
-    from rrsis_geo.errors import RrsisError
+    from cli.progress import BatchReporter, run_reported
 
     reporter = BatchReporter(progress, quiet)
-    signal.signal(signal.SIGTERM, _interrupt)
-    try:
-        result = _run(inputs, expression, outdir, model, device, prob, preview, scheduler, workers, threads,
-                      retries, opts, reporter, verbose)
-    except RrsisError as exc:
-        reporter.error(str(exc), exc.exit_code)
-        raise
-    except KeyboardInterrupt:
-        reporter.error("cancelled", 130)
-        raise
+    result = run_reported(reporter, lambda: _run(inputs, expression, outdir, model, device, prob, preview, scheduler,
+                                                 workers, threads, retries, opts, reporter, verbose))
     reporter.finish(result)
     if result.failed:
         from rrsis_geo.errors import BatchIncomplete
 
         raise BatchIncomplete(f"{result.failed} of {len(result.records)} scenes failed; their messages are in "
                               f"{result.index}")
-
-
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt
 
 
 def _run(inputs, expression, outdir, model, device, prob, preview, scheduler, workers, threads, retries, opts,
@@ -95,6 +80,8 @@ def _run(inputs, expression, outdir, model, device, prob, preview, scheduler, wo
     options = segment_options(opts)
     scenes = list_scenes(list(inputs), expression)
     if scheduler != "none":
+        import distributed  # noqa: F401 - configures its loggers on import; quieten them after
+
         logging.getLogger("distributed").setLevel(logging.INFO if verbose else logging.ERROR)
     job = BatchJob(outdir=os.path.abspath(outdir), model=model, device=device, options=options, prob=prob,
                    preview=preview, threads=threads)

@@ -18,9 +18,45 @@ stdout:
 from __future__ import annotations
 
 import json
+import signal
 import sys
 
 import click
+
+
+def json_line(event: dict) -> None:
+    """One event as a JSON line on stdout (``--progress json``)."""
+    sys.stdout.write(json.dumps(event, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def run_reported(reporter, call):
+    """``call()`` with its failures reported through ``reporter.error`` before they propagate to
+    ``cli.main`` (a JSON ``error`` event, a closed bar), a full disk as the one-line input error it
+    is, and a terminate from a parent process (the QGIS plugin) cancelling like Ctrl-C."""
+    from rrsis_geo.errors import OutputError, RrsisError
+
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        return call()
+    except RrsisError as exc:
+        reporter.error(str(exc), exc.exit_code)
+        raise
+    except KeyboardInterrupt:
+        reporter.error("cancelled", 130)
+        raise
+    except Exception as exc:  # a full disk is reported like bad input (see cli.main)
+        from cli.main import disk_full_message
+
+        message = disk_full_message(exc)
+        if message is None:
+            raise
+        reporter.error(message, OutputError.exit_code)
+        raise OutputError(message) from exc
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
 
 
 class Reporter:
@@ -31,8 +67,7 @@ class Reporter:
 
     def __call__(self, event: dict) -> None:
         if self.mode == "json":
-            sys.stdout.write(json.dumps(event, default=str) + "\n")
-            sys.stdout.flush()
+            json_line(event)
             return
         kind = event.get("event")
         if kind == "log":
@@ -78,8 +113,7 @@ class BatchReporter:
 
     def __call__(self, event: dict) -> None:
         if self.mode == "json":
-            sys.stdout.write(json.dumps(event, default=str) + "\n")
-            sys.stdout.flush()
+            json_line(event)
             return
         kind = event.get("event")
         if kind == "start":

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 
 import click
 
@@ -40,29 +39,10 @@ def segment(scene, expression, output, model, device, progress, verbose, quiet, 
       rrsis segment scene.tif "the largest lake in the north-west" -o lake.gpkg
     """
     setup_logging(verbose, quiet)
-    from cli.progress import Reporter
-    from rrsis_geo.errors import RrsisError
+    from cli.progress import Reporter, run_reported
 
     reporter = Reporter(progress, quiet)
-    # A terminate from a parent process (the QGIS plugin) cancels like Ctrl-C.
-    signal.signal(signal.SIGTERM, _interrupt)
-    try:
-        result = _run(scene, expression, output, model, device, reporter, opts)
-    except RrsisError as exc:
-        reporter.error(str(exc), exc.exit_code)
-        raise
-    except KeyboardInterrupt:
-        reporter.error("cancelled", 130)
-        raise
-    except Exception as exc:  # a full disk is reported like bad input (see cli.main)
-        from cli.main import disk_full_message
-        from rrsis_geo.errors import OutputError
-
-        message = disk_full_message(exc)
-        if message is None:
-            raise
-        reporter.error(message, OutputError.exit_code)
-        raise OutputError(message) from exc
+    result = run_reported(reporter, lambda: _run(scene, expression, output, model, device, reporter, opts))
     reporter.close()
     done = {"event": "done", "output": result.output, "prob": result.prob,
             "manifest": result.manifest, "features": result.features, "seconds": result.seconds,
@@ -85,10 +65,6 @@ def segment(scene, expression, output, model, device, progress, verbose, quiet, 
 
 def _n(count: int, noun: str) -> str:
     return f"{count} {noun}{'s' if count != 1 else ''}"
-
-
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt
 
 
 def _run(scene, expression, output, model, device, reporter, opts):

@@ -45,7 +45,9 @@ def index_frame(records: list[dict], crs: CRS) -> gpd.GeoDataFrame:
     for r in records:
         geom = None
         if r.get("footprint_wkb"):
-            geom = gpd.GeoSeries([shapely.from_wkb(r["footprint_wkb"])], crs=CRS.from_wkt(r["crs"])).to_crs(crs)[0]
+            # densified so that it bends where the CRS bends it; straight runs are cut back to their ends
+            footprint = gpd.GeoSeries([shapely.from_wkb(r["footprint_wkb"])], crs=CRS.from_wkt(r["crs"]))
+            geom = footprint.to_crs(crs).simplify(0)[0]
         parts.append(geom)
     columns = {name: pd.Series([r.get(name) for r in records], dtype=dtype) for name, dtype in INDEX_SCHEMA.items()}
     return gpd.GeoDataFrame(columns, geometry=gpd.GeoSeries(parts, crs=crs), crs=crs)

@@ -193,7 +193,7 @@ def _run_dask(todo, job, keys, scheduler, workers, retries, emit, announce):
         if cluster is None and job.threads is None:
             job = replace(job, host_workers=_host_workers(info))
         announce(scheduler=scheduler if isinstance(scheduler, str) else info.get("address"),
-                 workers=len(info.get("workers", {})), dashboard=_dashboard(client, info))
+                 workers=len(info.get("workers", {})), dashboard=_dashboard(client, info, local=cluster is not None))
         attempts = {s.stem: 1 for s in todo}
         waiting = list(reversed(todo))  # scenes not yet handed out, next one last
         pending = as_completed()
@@ -277,8 +277,6 @@ def count_gpus() -> int:
 def local_cluster(job: BatchJob, workers: int | None):
     """A started ``LocalCluster`` for ``job`` (see :func:`local_plan`) and the job with its threads
     and GPUs filled in."""
-    import importlib.util
-
     import dask
     from distributed import LocalCluster
 
@@ -287,7 +285,7 @@ def local_cluster(job: BatchJob, workers: int | None):
     with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
         cluster = LocalCluster(
             n_workers=n, threads_per_worker=1, processes=True,
-            dashboard_address=":8787" if importlib.util.find_spec("bokeh") else None,
+            dashboard_address=":8787" if _has_bokeh() else ":0",
             silence_logs=logging.ERROR)
     return cluster, replace(job, threads=job.threads or threads, gpus=gpus)
 
@@ -299,8 +297,14 @@ def _host_workers(info: dict) -> tuple[tuple[str, int], ...]:
     return tuple(sorted(counts.items()))
 
 
-def _dashboard(client, info: dict) -> str | None:
-    """The dashboard's address when the scheduler serves one."""
-    if "dashboard" not in info.get("services", {}):
+def _dashboard(client, info: dict, local: bool) -> str | None:
+    """The dashboard's address when the scheduler serves one (a local one needs ``bokeh`` here)."""
+    if "dashboard" not in info.get("services", {}) or (local and not _has_bokeh()):
         return None
     return client.dashboard_link
+
+
+def _has_bokeh() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("bokeh") is not None
