@@ -73,6 +73,9 @@ def run_batch(scenes: list[Scene], job: BatchJob, scheduler="local", workers: in
         raise InputError(f"--retries must be >= 0, got {retries}")
     if workers is not None and workers < 1:
         raise InputError(f"--workers must be >= 1, got {workers}")
+    if workers is not None and scheduler != "local":
+        raise InputError("--workers sizes a local cluster (--scheduler local); an existing cluster has the "
+                         "workers started for it (dask worker), --scheduler none runs in this process")
     if job.loader == DEFAULT_LOADER:
         _check_model(job.model)
     _prepare_outdir(job.outdir, job.options.overwrite)

@@ -248,6 +248,7 @@ def test_bad_batch_input_fails_before_any_model(scenes, tmp_path, model):
         (["batch", tmp_path / "nothing" / "*.tif", EXPR, "-o", tmp_path / "o"], "matches no files"),
         (["batch", scenes, EXPR, "-o", tmp_path / "o", "--scheduler", "nonsense"], "--scheduler"),
         (["batch", scenes, EXPR, "-o", tmp_path / "o", "--per-tile", "--whole-scene"], "exclude each other"),
+        (["batch", scenes, EXPR, "-o", tmp_path / "o", "--scheduler", "none", "--workers", "2"], "--workers"),
         (["batch", scenes, EXPR, "-o", scenes / "north.tif"], "is a file"),
         (["batch", scenes, EXPR, "-o", tmp_path / "o", "-m", tmp_path / "none.safetensors"], "model"),
     ]
