@@ -2,7 +2,8 @@
 
 Subcommands live one per module and are imported only when invoked, so ``rrsis --help`` stays
 instant (torch is never imported for it). Library errors are turned into one-line messages and
-exit codes here, at the edge: 2 for bad input, 1 for internal errors, 130 for a cancelled run.
+exit codes here, at the edge: 2 for bad input, 1 for internal errors, 3 for a batch in which some
+scenes failed, 130 for a cancelled run.
 A full disk (``ENOSPC`` from any write) is exit 2 as well: the user frees space or picks another
 folder, as for any other input they can fix; its message names the file being written.
 """
@@ -18,6 +19,7 @@ import click
 # name -> "module:attribute". Add a subcommand by adding a line.
 COMMANDS: dict[str, str] = {
     "segment": "cli.segment:segment",
+    "batch": "cli.batch:batch",
     "info": "cli.info:info",
     "model": "cli.model:model",
     "data": "cli.data:data",

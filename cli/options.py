@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import click
 
+from rrsis_geo.engine.blending import DEFAULT_WINDOW, WINDOWS  # numpy only: help stays fast
+from rrsis_geo.weights import DEFAULT_MODEL  # no torch: help stays fast
+
 
 def refuse_existing(path, force: bool) -> None:
     """The one-line error for an output file that exists without --force."""
@@ -87,3 +90,70 @@ def setup_logging(verbose: int, quiet: int) -> None:
     level = logging.WARNING + 10 * (quiet - verbose)
     logging.basicConfig(level=max(level, logging.DEBUG), format="%(levelname)s: %(message)s")
     logging.captureWarnings(True)
+
+
+def run_opts(f):
+    """Every option of a segmentation run that is not an output path: ``rrsis segment`` and
+    ``rrsis batch`` (which applies them to each scene) share them. :func:`segment_options` turns
+    them into :class:`~rrsis_geo.engine.segment.SegmentOptions`."""
+    for opt in reversed(_RUN_OPTS):
+        f = opt(f)
+    return f
+
+
+def segment_options(opts: dict, **paths):
+    """Pop :func:`run_opts`' engine options from ``opts`` (and the segment-only ones present) into a
+    :class:`~rrsis_geo.engine.segment.SegmentOptions`; ``paths`` adds or overrides fields."""
+    from rrsis_geo.engine.raster import parse_bands
+    from rrsis_geo.engine.segment import SegmentOptions
+
+    fields = {name: opts.pop(name) for name in _ENGINE_KEYS + _SEGMENT_ONLY_KEYS if name in opts}
+    return SegmentOptions(bands=parse_bands(fields.pop("bands")), min_area_m2=fields.pop("min_area"),
+                          simplify_m=fields.pop("simplify"), resume=not fields.pop("no_resume"),
+                          **fields, **paths)
+
+
+# The keys of run_opts that become SegmentOptions fields (model, device, progress and verbosity do not),
+# and segment's output-path options.
+_ENGINE_KEYS = ("bands", "tile", "overlap", "batch_size", "threshold", "min_area", "simplify", "dst_crs", "aoi",
+                "window", "per_tile", "whole_scene", "presence", "force", "no_resume", "assume_crs", "overwrite")
+_SEGMENT_ONLY_KEYS = ("prob_path", "preview_path", "candidates_path", "source_label")
+
+_RUN_OPTS = [
+    click.option("-m", "--model", default=DEFAULT_MODEL, show_default=True, metavar="NAME_OR_PATH",
+                 help="A shipped model (btdnet-lite-demo, trained), a preset (btdnet-lite, btdnet-b, "
+                 "btdnet-tiny: untrained heads) or a .safetensors checkpoint."),
+    bands_opt,
+    tile_opt,
+    overlap_opt,
+    click.option("--batch-size", type=BoundedInt(1, MAX_BATCH), default=4, show_default=True,
+                 help="Tiles per model call (at most 1024)."),
+    click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True),
+    click.option("--threshold", type=FiniteRange(0, 1, max_open=True), default=None,
+                 help="Probability above which a pixel is the target. Default: the model's (0.5, or the one "
+                 "`rrsis model calibrate` stored; btdnet-lite-demo: 0.15)."),
+    click.option("--min-area", type=FiniteRange(min=0), default=0.0, show_default=True,
+                 help="Drop objects smaller than this many square metres (any CRS)."),
+    click.option("--simplify", type=FiniteRange(min=0), default=0.0, show_default=True,
+                 help="Simplify outlines with this tolerance in metres (any CRS)."),
+    click.option("--dst-crs", default=None, metavar="CRS", help="Reproject the polygons (default: the raster's CRS)."),
+    click.option("--aoi", default=None, type=click.Path(dir_okay=False),
+                 help="Only look inside these polygons (any vector file)."),
+    click.option("--window", type=click.Choice(list(WINDOWS)), default=DEFAULT_WINDOW,
+                 show_default=True, help="Blending window in tile overlaps."),
+    click.option("--per-tile", is_flag=True,
+                 help="Every object any tile finds, with no scene-level choice (category mapping: "
+                 "\"all the fields\" as a map)."),
+    click.option("--whole-scene", is_flag=True,
+                 help="Resample the whole scene to the model's input and predict once (for scenes of "
+                 "about one tile)."),
+    click.option("--presence", type=FiniteRange(0, 1), default=None,
+                 help="Lowest peak probability of a candidate that counts as present (default: the model's)."),
+    click.option("--force", is_flag=True,
+                 help="Answer even when the sentence names something the model was not trained to find."),
+    click.option("--no-resume", is_flag=True, help="Start afresh even if an interrupted run of the same job exists."),
+    assume_crs_opt,
+    overwrite_opt,
+    progress_opt,
+    verbosity_opts,
+]

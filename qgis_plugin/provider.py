@@ -5,6 +5,7 @@ import os
 from qgis.core import QgsProcessingProvider
 from qgis.PyQt.QtGui import QIcon
 
+from .algorithms.batch import BatchAlgorithm
 from .algorithms.segment import SegmentAlgorithm
 
 #: Setting key (stored by QGIS as ``Processing/Configuration/RRSIS_EXECUTABLE``).
@@ -65,6 +66,7 @@ class RrsisProvider(QgsProcessingProvider):
 
     def loadAlgorithms(self):  # noqa: N802 - QGIS API name
         self.addAlgorithm(SegmentAlgorithm())
+        self.addAlgorithm(BatchAlgorithm())
 
     def supportedOutputRasterLayerExtensions(self):  # noqa: N802 - QGIS API name
         # The CLI writes its probability raster as GeoTIFF only.

@@ -206,6 +206,42 @@ class SegmentRequest:
         return out
 
 
+@dataclass
+class BatchRequest:
+    """Everything one ``rrsis batch --scheduler none`` run needs (serially, in the subprocess: no
+    Dask cluster inside QGIS). ``inputs``: scene files, folders or .txt / .csv lists."""
+
+    inputs: list
+    expression: str
+    outdir: str
+    model: Optional[str] = None
+    min_area: Optional[float] = None
+    simplify: Optional[float] = None
+    device: Optional[str] = None
+    assume_crs: Optional[str] = None
+    dst_crs: Optional[str] = None
+    force: bool = False
+    extra: list = field(default_factory=list)
+
+    def args(self) -> list:
+        """The arguments after the command; the positionals after ``--`` (see SegmentRequest)."""
+        out = ["batch", "-o", self.outdir, "--scheduler", "none", "--progress", "json"]
+        if self.model:
+            out += ["--model", str(self.model)]
+        for flag, value in (("--min-area", self.min_area), ("--simplify", self.simplify)):
+            if value is not None:
+                out += [flag, repr(float(value))]
+        for flag, value in (("--device", self.device), ("--assume-crs", self.assume_crs),
+                            ("--dst-crs", self.dst_crs)):
+            if value:
+                out += [flag, value]
+        if self.force:
+            out.append("--force")
+        out += list(self.extra)
+        out += ["--", *[str(i) for i in self.inputs], self.expression]
+        return out
+
+
 def child_env(base: Optional[dict] = None) -> dict:
     """The environment for the subprocess: the host's, minus its Python/GDAL/PROJ variables,
     with unbuffered UTF-8 output so progress lines arrive as they are written."""

@@ -1,7 +1,7 @@
 """One root for every error the library raises on purpose.
 
 The CLI maps :class:`InputError` (and its subclasses) to a one-line message and exit code 2,
-and anything else to exit code 1. The QGIS plugin never sees these classes: it reads the CLI's
+:class:`BatchIncomplete` to 3, and anything else to exit code 1. The QGIS plugin never sees these classes: it reads the CLI's
 message. Subclasses also inherit the matching builtin so callers can catch ``ValueError`` or
 ``OSError`` if they prefer.
 """
@@ -48,6 +48,12 @@ class DatasetError(InputError):
 
 class ConfigError(InputError):
     """An unknown or invalid configuration key or value."""
+
+
+class BatchIncomplete(RrsisError):
+    """A batch finished, but some of its scenes failed (each one's message is in its index). Exit code 3."""
+
+    exit_code = 3
 
 
 class Cancelled(RrsisError):

@@ -115,3 +115,35 @@ class CategoryModel(PointwiseModel):
             return np.full(tiles[:, 0].shape, 0.05, dtype=np.float32)
         raw = tiles[:, band] * self.info.std[band] + self.info.mean[band]
         return np.where(raw > self.level, 0.9, 0.05).astype(np.float32)
+
+
+def category_model(model: str, device: str = "auto") -> CategoryModel:
+    """A loader (``loader(model, device=...)``) that ``rrsis batch``'s worker processes import by
+    name (``"tests.fakes:category_model"``), where a monkeypatch cannot reach."""
+    return CategoryModel(input_size=64)
+
+
+class DyingCategoryModel(CategoryModel):
+    """A :class:`CategoryModel` whose process kills itself (SIGKILL: a lost worker) on its
+    ``die_at``-th predict call while the file ``trigger`` exists; it removes the file first, so
+    exactly one process dies, mid-scene (after a pause that lets the engine save the rows it has)."""
+
+    def __init__(self, trigger: str, die_at: int = 8, **kw):
+        super().__init__(**kw)
+        self.trigger, self.die_at = trigger, die_at
+
+    def predict(self, tiles, encoded):
+        import os
+        import signal
+        import time
+
+        if len(self.calls) + 1 >= self.die_at and os.path.exists(self.trigger):
+            os.remove(self.trigger)
+            time.sleep(0.5)
+            os.kill(os.getpid(), signal.SIGKILL)
+        return super().predict(tiles, encoded)
+
+
+def dying_category_model(model: str, device: str = "auto") -> DyingCategoryModel:
+    """The loader of :class:`DyingCategoryModel`; ``model`` is the trigger file's path."""
+    return DyingCategoryModel(model, input_size=64)

@@ -179,8 +179,6 @@ def preflight(scene, expression: str, output: str, options: SegmentOptions,
         out.check_vector_output(options.candidates_path, overwrite)
         if os.path.abspath(options.candidates_path) == os.path.abspath(output):
             raise InputError("--candidates must differ from the output path")
-    if options.presence is not None and not 0.0 <= options.presence <= 1.0:
-        raise InputError(f"--presence must be in [0, 1], got {options.presence}")
     if options.prob_path:
         out.check_raster_output(options.prob_path, overwrite)
         if os.path.abspath(options.prob_path) == os.path.abspath(output):
@@ -189,6 +187,16 @@ def preflight(scene, expression: str, output: str, options: SegmentOptions,
         if os.path.splitext(options.preview_path)[1].lower() != ".png":
             raise OutputError(f"--preview must be a .png file, got {options.preview_path}")
         out.check_target(options.preview_path, overwrite)
+    check_options(options)
+    return open_scene(scene, options.bands, options.assume_crs, needed_bands=needed_bands)
+
+
+def check_options(options: SegmentOptions) -> None:
+    """The checks of ``options`` that need neither the scene nor the outputs (an
+    :class:`InputError` subclass naming the option); :func:`preflight` runs them too."""
+    mode_of(options)
+    if options.presence is not None and not 0.0 <= options.presence <= 1.0:
+        raise InputError(f"--presence must be in [0, 1], got {options.presence}")
     if options.window not in WINDOWS:
         raise InputError(f"unknown blending window {options.window!r}; use one of {', '.join(WINDOWS)}")
     if options.batch_size < 1:
@@ -203,7 +211,6 @@ def preflight(scene, expression: str, output: str, options: SegmentOptions,
         parse_crs(options.dst_crs)
     if options.aoi and not os.path.exists(options.aoi):
         raise InputError(f"--aoi file not found: {options.aoi}")
-    return open_scene(scene, options.bands, options.assume_crs, needed_bands=needed_bands)
 
 
 def output_targets(output: str, options: SegmentOptions) -> dict[str, str]:

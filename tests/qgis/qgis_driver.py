@@ -8,7 +8,7 @@ exception's message, progress values, messages, cancel latency and the output la
 QGIS opens them. The pytest side makes the assertions.
 
 A scenario is a dict:
-  name, params (for rrsis:segment), setting (the provider's executable setting, or null),
+  name, params (for rrsis:segment, or ``algorithm``'s), algorithm (default rrsis:segment), setting (the provider's executable setting, or null),
   env (variables set for this scenario only; a value null removes one),
   cancel_at_percent (cancel once progress reaches it), load (use runAndLoadResults),
   layer (build INPUT as {"uri", "provider", "name"} instead of passing a path),
@@ -144,20 +144,22 @@ def run_scenario(scenario):
         assert layer.isValid(), f"test layer is not valid: {spec}"
         params["INPUT"] = layer
 
+    algorithm = scenario.get("algorithm", "rrsis:segment")
     feedback = RecordingFeedback(scenario.get("cancel_at_percent"))
     record = {"name": scenario["name"], "ok": False}
     start = time.monotonic()
     try:
         if scenario.get("load"):
             QgsProject.instance().removeAllMapLayers()
-            results = processing.runAndLoadResults("rrsis:segment", params, feedback=feedback)
+            results = processing.runAndLoadResults(algorithm, params, feedback=feedback)
             record["loaded"] = describe_loaded()
         else:
-            results = processing.run("rrsis:segment", params, feedback=feedback)
+            results = processing.run(algorithm, params, feedback=feedback)
         record["ok"] = True
         record["results"] = {k: (v if isinstance(v, (str, int, float, type(None))) else str(v))
                              for k, v in results.items()}
-        for key, name in (("OUTPUT", "output"), ("CANDIDATES", "candidates")):
+        for key, name in (("OUTPUT", "output"), ("CANDIDATES", "candidates"), ("ANSWERS", "answers"),
+                          ("INDEX", "index")):
             out = results.get(key)
             if out and os.path.exists(out.split("|")[0]):
                 record[name] = describe_vector(out)
