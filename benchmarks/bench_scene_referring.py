@@ -1,7 +1,7 @@
 """Referring in the frame of a whole scene: per-tile vs whole-scene vs scene-level answers.
 
     python benchmarks/bench_scene_referring.py --out /tmp/bench_scene [--limit 12 | --all]
-        [--model btdnet-lite-demo] [--modes scene,per-tile,whole-scene] [--scenes s2,naip]
+        [--model btdnet-lite-demo] [--modes scene,per-tile,whole-scene] [--scenes s2,naip,s2-nw,...]
 
 Prints figures; not a test. Scenes larger than one model input are cut from the demo data's
 held-out *test* regions (``scripts/demo_data/scenes.py``) and written as GeoTIFFs into ``--out``:
@@ -11,6 +11,9 @@ held-out *test* regions (``scripts/demo_data/scenes.py``) and written as GeoTIFF
   the whole-scene limit, 4 x the 192 px model input), uint16 with the original L1C values
   (reflectance x 10000) so the engine's ``checkpoint:uint16`` radiometry path is exercised;
   bands red, green, blue, NIR; 10 m.
+- ``s2-nw``, ``s2-ne``, ``s2-sw``, ``s2-se``: 512 x 512 px windows at the corners of that 768 px
+  window (they overlap): the same ground in other frames, so other facts ("the lake in the
+  north-west" names another object in each).
 - ``naip``: the NAIP southern test cells, 512 x 256 px from the top-left of grid chip (1, 1)
   (the two test chips with their 16 px gap span 528 px), uint8 red, green, blue, NIR; 5 m.
 
@@ -67,12 +70,22 @@ KINDS = ("size", "position", "relation", "category")
 SEED = 0
 
 
+#: 512 x 512 windows at the corners of the Sentinel-2 test block: the same ground in other frames
+#: ("the lake in the north-west" names another object in each), so more expressions per kind.
+S2_CORNERS = {"s2-nw": (0, 0), "s2-ne": (0, 256), "s2-sw": (256, 0), "s2-se": (256, 256)}
+SCENE_NAMES = ("s2", "naip", *S2_CORNERS)
+
+
 def _window_of(name: str, scene):
     H, W = scene.valid.shape
-    chips = {(c.col, c.row): c for c in layout.grid(name, W, H, CHIP, GAP, scene.split_of)}
-    if name == "s2":
+    source = name.split("-")[0]
+    chips = {(c.col, c.row): c for c in layout.grid(source, W, H, CHIP, GAP, scene.split_of)}
+    if source == "s2":
         c = chips[(0, 4)]
         assert all(chips[(i, j)].split == "test" for i in (0, 1, 2) for j in (4, 5, 6))
+        if name in S2_CORNERS:
+            dr, dc = S2_CORNERS[name]
+            return c.row_off + dr, c.col_off + dc, 512, 512
         return c.row_off, c.col_off, 768, 768
     c = chips[(1, 1)]
     assert chips[(1, 1)].split == "test" and chips[(2, 1)].split == "test"
@@ -84,7 +97,7 @@ def make_scene(name: str, out: Path, log=print):
     import rasterio
     from affine import Affine
 
-    scene = SCENES[name]()
+    scene = SCENES[name.split("-")[0]]()
     if scene is None:
         log(f"scene {name}: source not installed, skipped")
         return None
@@ -99,7 +112,7 @@ def make_scene(name: str, out: Path, log=print):
                                  per_fact=PER_FACT, size_ratio=SIZE_RATIO, distractors=distractors)
     t = scene.transform
     transform = Affine(t.a, t.b, t.c + c0 * t.a + r0 * t.b, t.d, t.e, t.f + c0 * t.d + r0 * t.e)
-    if name == "s2":  # the original L1C values (reflectance x 10000), uint16
+    if name.startswith("s2"):  # the original L1C values (reflectance x 10000), uint16
         data = np.stack([np.round(scene.bands[k][win] * 10000.0) for k in ("red", "green", "blue", "nir")]).astype(np.uint16)
     else:
         data = scene.rgbn8[(slice(None), *win)]
@@ -210,7 +223,7 @@ def main(argv=None):
     p.add_argument("--all", action="store_true", help="every generated expression")
     p.add_argument("--model", default="btdnet-lite-demo")
     p.add_argument("--modes", default="scene,per-tile,whole-scene")
-    p.add_argument("--scenes", default="s2,naip")
+    p.add_argument("--scenes", default=",".join(SCENE_NAMES), help=f"any of {', '.join(SCENE_NAMES)} (default: all)")
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args(argv)
 
@@ -219,14 +232,8 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     from rrsis_geo.engine.whole_scene import MAX_FACTOR
     from rrsis_geo.models import load_predictor
-    from rrsis_geo.models.checkpoint import read_metadata
 
     model = args.model
-    if model == "btdnet-lite-demo":
-        shipped = ROOT / "rrsis_geo" / "weights" / "btdnet-lite-demo.safetensors"
-        alt = Path("/tmp/try/btdnet-lite-demo.safetensors")
-        if "vocabulary" not in read_metadata(str(shipped)) and alt.exists():
-            model = str(alt)  # a copy carrying the vocabulary the scene mode's category prompts need
     predictor = load_predictor(model)
     input_size = predictor.info.input_size
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
