@@ -31,16 +31,16 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from rrsis_geo.models.bsc import BSCBlock, stage_kernel_sizes
-from rrsis_geo.models.config import BTDNetConfig
-from rrsis_geo.models.decoder import TopDownDecoder
-from rrsis_geo.models.dmols import JointReconstruction
-from rrsis_geo.models.encoders import BertStages, build_vision
-from rrsis_geo.models.fgbg import FgBgPredictor
-from rrsis_geo.models.indices import IndexStem, NormalizedDifferences
-from rrsis_geo.models.losses import BTDNetLoss
-from rrsis_geo.models.mci import MCI
-from rrsis_geo.models.refine import DetailRefiner
+from rrsis_geo.models.btdnet.bsc import BSCBlock, stage_kernel_sizes
+from rrsis_geo.models.btdnet.config import BTDNetConfig
+from rrsis_geo.models.btdnet.decoder import TopDownDecoder
+from rrsis_geo.models.btdnet.dmols import JointReconstruction
+from rrsis_geo.models.btdnet.encoders import BertStages, build_vision
+from rrsis_geo.models.btdnet.fgbg import FgBgPredictor
+from rrsis_geo.models.btdnet.indices import IndexStem, NormalizedDifferences
+from rrsis_geo.models.btdnet.losses import BTDNetLoss
+from rrsis_geo.models.btdnet.mci import MCI
+from rrsis_geo.models.btdnet.refine import DetailRefiner
 
 
 @dataclass
