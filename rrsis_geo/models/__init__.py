@@ -4,6 +4,7 @@ Architectures (one subpackage each; each registers itself with :mod:`.registry`)
 --------------------------------------------------------------------------------
 ``btdnet/``     BTDNet (arXiv 2502.08486), the first public implementation; its modules read
                 top-down against the paper's figure and mark each choice [paper] / [parent] / [ours]
+``rsrefseg/``   RSRefSeg (Chen et al. 2025): SigLIP image and text towers prompting SAM
 
 Shared machinery (generic over architectures)
 ---------------------------------------------
@@ -44,7 +45,7 @@ Training interface (stable; used by the trainer)
 Everything runs offline: weights only from local files or pip packages.
 """
 
-from rrsis_geo.models import btdnet  # noqa: F401 (registers its architecture and presets)
+from rrsis_geo.models import btdnet, rsrefseg  # noqa: F401 (each registers its architecture and presets)
 from rrsis_geo.models.btdnet import BTDNet, BTDNetOutput, TextCache
 from rrsis_geo.models.btdnet.config import BTDNetConfig, config_from_dict, config_to_dict
 from rrsis_geo.models.checkpoint import load_checkpoint, read_metadata, save_checkpoint

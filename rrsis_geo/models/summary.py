@@ -13,8 +13,11 @@ def count_parameters(model) -> dict[str, int]:
     ``Architecture.training_only``) and the total."""
     out = {}
     for name in architecture_of(model).components:
-        mod = getattr(model, name, None)
-        out[name] = sum(p.numel() for p in mod.parameters()) if mod is not None else 0
+        part = getattr(model, name, None)
+        if isinstance(part, torch.nn.Parameter):
+            out[name] = part.numel()
+        else:
+            out[name] = sum(p.numel() for p in part.parameters()) if part is not None else 0
     out["total"] = sum(p.numel() for p in model.parameters())
     return out
 
@@ -58,7 +61,7 @@ def summarize(model, meta: dict | None = None) -> dict:
         "parameters": count_parameters(model),
     }
     try:
-        info["gflops_per_tile"] = round(estimate_flops(model) / 1e9, 1)
+        info["gflops_per_tile"] = float(f"{estimate_flops(model) / 1e9:.3g}")  # 3 significant digits
     except Exception as exc:  # the estimate is informative only
         info["gflops_per_tile"] = f"unavailable ({type(exc).__name__})"
     if meta:
