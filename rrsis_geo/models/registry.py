@@ -136,6 +136,25 @@ def unwrap_model(model: nn.Module) -> nn.Module:
         model = inner
 
 
+def adamw_groups(model: nn.Module, is_encoder: Callable[[str], bool], no_decay: Callable[[str, nn.Parameter], bool],
+                 encoder_lr: float, head_lr: float, weight_decay: float) -> list[dict]:
+    """AdamW parameter groups ``encoder``, ``encoder_no_decay``, ``head``, ``head_no_decay`` (empty
+    ones omitted) of the trainable parameters, each with a ``name`` and its ``param_names``;
+    wrappers (DDP, ``torch.compile``) are looked through. Architectures give the two predicates."""
+    model = unwrap_model(model)
+    groups: dict[str, dict] = {}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        enc, flat = is_encoder(name), no_decay(name, p)
+        key = ("encoder" if enc else "head") + ("_no_decay" if flat else "")
+        g = groups.setdefault(key, {"name": key, "params": [], "param_names": [], "lr": encoder_lr if enc else head_lr,
+                                    "weight_decay": 0.0 if flat else weight_decay})
+        g["params"].append(p)
+        g["param_names"].append(name)
+    return [groups[k] for k in ("encoder", "encoder_no_decay", "head", "head_no_decay") if k in groups]
+
+
 def list_presets(architecture: str | None = None) -> list[str]:
     return sorted(n for n, (a, _) in PRESETS.items() if architecture in (None, a))
 

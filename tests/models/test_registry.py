@@ -92,3 +92,19 @@ def test_the_shipped_model_without_an_architecture_key_loads_and_predicts_bit_id
     pa = a.predict(tiles, a.encode_expression("the largest lake"))
     pb = b.predict(tiles, b.encode_expression("the largest lake"))
     assert pa.shape == (2, 96, 96) and np.array_equal(pa, pb)
+
+
+def test_the_qgis_model_list_offers_every_preset_and_shipped_model():
+    """The plugin lists model names without importing torch; they must be the registry's. Its
+    enum indices are API (scripts pass them): the BTDNet ones keep their places."""
+    import ast
+    from pathlib import Path
+
+    from rrsis_geo.weights import SHIPPED
+
+    source = Path(__file__).resolve().parents[2] / "qgis_plugin" / "algorithms" / "segment.py"
+    tree = ast.parse(source.read_text())
+    models = next(ast.literal_eval(node.value) for node in ast.walk(tree)
+                  if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", None) == "MODELS")
+    assert sorted(models) == sorted(list_presets() + list(SHIPPED))
+    assert models[:4] == ["btdnet-lite", "btdnet-b", "btdnet-tiny", "btdnet-lite-demo"]

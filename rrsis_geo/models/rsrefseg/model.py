@@ -234,18 +234,8 @@ def param_groups(model: RSRefSeg, encoder_lr: float = 1e-4, head_lr: float = 1e-
     """AdamW parameter groups: the LoRA adapters of the three towers (``encoder``) and the
     prompter, mask-prompt embedding and mask decoder (``head``) [paper: one lr 1e-4, wd 0.05];
     no weight decay on norms, biases and embeddings [ours]. Frozen weights are in no group."""
-    from rrsis_geo.models.registry import unwrap_model
+    from rrsis_geo.models.registry import adamw_groups
 
-    model = unwrap_model(model)
-    groups: dict[str, dict] = {}
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        enc = name.startswith(TOWERS)
-        no_decay = p.ndim <= 1 or name.endswith(NO_DECAY_SUFFIXES)
-        key = ("encoder" if enc else "head") + ("_no_decay" if no_decay else "")
-        g = groups.setdefault(key, {"name": key, "params": [], "param_names": [], "lr": encoder_lr if enc else head_lr,
-                                    "weight_decay": 0.0 if no_decay else weight_decay})
-        g["params"].append(p)
-        g["param_names"].append(name)
-    return [groups[k] for k in ("encoder", "encoder_no_decay", "head", "head_no_decay") if k in groups]
+    return adamw_groups(model, lambda name: name.startswith(TOWERS),
+                        lambda name, p: p.ndim <= 1 or name.endswith(NO_DECAY_SUFFIXES),
+                        encoder_lr, head_lr, weight_decay)
