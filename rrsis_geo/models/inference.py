@@ -42,13 +42,13 @@ class EncodedExpression:
 
 
 class ReferringPredictor:
-    def __init__(self, model, info: ModelInfo, device: str = "auto"):
-        from rrsis_geo.models.registry import text_processor
+    def __init__(self, model, info: ModelInfo, device: str = "auto", text_processor=None):
+        from rrsis_geo.models.registry import text_processor as processor_of
 
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
         self.info = info
-        self.text_processor = text_processor(model)
+        self.text_processor = text_processor if text_processor is not None else processor_of(model)
 
     def _autocast(self):
         if self.device.type == "cuda":
@@ -115,11 +115,13 @@ def load_predictor(name_or_path: str, device: str = "auto", bands: int | None = 
 
     ``bands``: the number of bands the caller will feed; refused when the model expects another.
     """
-    from rrsis_geo.models.checkpoint import load_checkpoint, sha256_file
-    from rrsis_geo.models.registry import checkpoint_for, create_model
+    from rrsis_geo.models.checkpoint import load_checkpoint, read_metadata, sha256_file, stored_config
+    from rrsis_geo.models.registry import checkpoint_for, create_model, get_config, text_processor
 
     name_or_path = str(name_or_path)
     path = checkpoint_for(name_or_path)
+    # the text processor first: a tokenizer that is not there is refused before a model is built
+    tp = text_processor(get_config(name_or_path) if path is None else stored_config(read_metadata(path), path))
     if path is None:  # a preset
         model = create_model(name_or_path)
         prov = model.provenance
@@ -133,4 +135,4 @@ def load_predictor(name_or_path: str, device: str = "auto", bands: int | None = 
     if bands is not None and bands != info.bands:
         raise ModelError(f"model {info.model_id} expects {info.bands} bands but {bands} were selected; "
                          f"choose {info.bands} bands with --bands")
-    return ReferringPredictor(model, info, device)
+    return ReferringPredictor(model, info, device, text_processor=tp)

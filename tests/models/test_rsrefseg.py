@@ -236,3 +236,17 @@ def test_predictor_resizes_tiles_and_returns_probabilities(tmp_path, tiny):
     probs = pred.predict(np.random.default_rng(0).normal(size=(2, 3, 80, 80)).astype(np.float32),
                          pred.encode_expression("the lake"))
     assert probs.shape == (2, 80, 80) and probs.dtype == np.float32 and (probs >= 0).all() and (probs <= 1).all()
+
+
+def test_a_missing_tokenizer_is_refused_before_the_model_is_built(monkeypatch):
+    """`rrsis segment -m rsrefseg-b` without a SigLIP folder: one line, and no 1-billion-parameter
+    model is allocated first."""
+    from rrsis_geo.errors import ModelError
+    from rrsis_geo.models import load_predictor, registry
+
+    def boom(*a, **k):
+        raise AssertionError("the model was built before the tokenizer was checked")
+
+    monkeypatch.setattr(registry, "build_model", boom)
+    with pytest.raises(ModelError, match="SigLIP folder's tokenizer"):
+        load_predictor("rsrefseg-b", device="cpu")
