@@ -118,9 +118,14 @@ def get_architecture(name: str) -> Architecture:
     return ARCHITECTURES[name]
 
 
+def config_of(model_or_cfg):
+    """The config of a model (looking through DDP / ``torch.compile`` wrappers), or the config itself."""
+    return unwrap_model(model_or_cfg).cfg if isinstance(model_or_cfg, nn.Module) else model_or_cfg
+
+
 def architecture_of(model_or_cfg) -> Architecture:
     """The registered architecture of a model (or of its config)."""
-    cfg = getattr(unwrap_model(model_or_cfg), "cfg", model_or_cfg) if isinstance(model_or_cfg, nn.Module) else model_or_cfg
+    cfg = config_of(model_or_cfg)
     for arch in ARCHITECTURES.values():
         if isinstance(cfg, arch.config_class):
             return arch
@@ -223,5 +228,5 @@ def param_groups(model: nn.Module, encoder_lr: float = 1e-5, head_lr: float = 1e
 
 def text_processor(model_or_cfg):
     """The picklable text processor of any registered model (or config)."""
-    cfg = getattr(unwrap_model(model_or_cfg), "cfg", model_or_cfg) if isinstance(model_or_cfg, nn.Module) else model_or_cfg
+    cfg = config_of(model_or_cfg)
     return architecture_of(cfg).text_processor(cfg)
