@@ -56,12 +56,10 @@ def model_info(name_or_path: str):
 
     meta = model_settings(name_or_path)
     if meta is None:  # a preset, or a name the registry refuses in one line
-        from rrsis_geo.models.config import config_to_dict
-        from rrsis_geo.models.registry import checkpoint_for, get_config
+        from rrsis_geo.models.registry import checkpoint_for, preset_settings
 
         checkpoint_for(name_or_path)
-        meta = config_to_dict(get_config(name_or_path))
-        meta["bands"] = meta["vision"]["in_chans"]
+        meta = preset_settings(name_or_path)
     extra = {k: meta[k] for k in ("radiometry", "gsd_m_range", "chip_px") if meta.get(k) is not None}
     return ModelInfo(model_id=str(name_or_path), checksum="", input_size=int(meta["input_size"]),
                      bands=int(meta["bands"]), mean=tuple(meta["mean"]), std=tuple(meta["std"]),

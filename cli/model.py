@@ -1,4 +1,4 @@
-"""``rrsis model``: inspect BTDNet presets and checkpoints."""
+"""``rrsis model``: inspect presets and checkpoints of every architecture."""
 
 from __future__ import annotations
 
@@ -17,14 +17,17 @@ def model():
 def list_cmd():
     """List the shipped (trained) models and the presets (architectures, untrained heads)."""
     from rrsis_geo.models import list_presets
+    from rrsis_geo.models.registry import preset_architecture, preset_settings
     from rrsis_geo.weights import SHIPPED
 
     for m in SHIPPED.values():
         state = "" if m.path.is_file() else "  [missing from this installation]"
         click.echo(f"{m.name:18s} trained  {m.summary}{state}")
     for name in list_presets():
-        click.echo(f"{name:18s} preset   architecture only, 3 bands (red, green, blue): random or generic "
-                   "pretrained weights, untrained heads")
+        bands = preset_settings(name)["bands"]
+        what = "3 bands (red, green, blue)" if bands == 3 else f"{bands} bands"
+        click.echo(f"{name:18s} preset   {preset_architecture(name).name} architecture only, {what}: random or "
+                   "generic pretrained weights, untrained heads")
 
 
 @model.command("info")
@@ -35,9 +38,9 @@ def info(name_or_path, as_json, no_flops):
     """Parameters per component, input size and FLOPs per tile of a preset or checkpoint."""
     import json
 
-    from rrsis_geo.models import config_from_dict, get_config, read_metadata
-    from rrsis_geo.models.checkpoint import sha256_file
-    from rrsis_geo.models.registry import checkpoint_for
+    from rrsis_geo.models import get_config, read_metadata
+    from rrsis_geo.models.checkpoint import sha256_file, stored_config
+    from rrsis_geo.models.registry import architecture_of, checkpoint_for
     from rrsis_geo.models.summary import count_parameters, meta_model, storage, summarize
     from rrsis_geo.weights import SHIPPED
 
@@ -48,11 +51,13 @@ def info(name_or_path, as_json, no_flops):
         cfg = get_config(name_or_path)
     else:
         meta = read_metadata(path)
-        cfg = config_from_dict(meta["config"])
+        cfg = stored_config(meta, path)
+    arch = architecture_of(cfg)
     m = meta_model(cfg)
     if no_flops:
-        data = {"preset": cfg.name, "input_size": cfg.input_size, "bands": cfg.vision.in_chans,
-                "threshold": cfg.threshold, "parameters": count_parameters(m)}
+        s = arch.settings(cfg)
+        data = {"architecture": arch.name, "preset": cfg.name, "input_size": s["input_size"], "bands": s["bands"],
+                "threshold": s["threshold"], "parameters": count_parameters(m)}
     else:
         data = summarize(m, meta)
     if meta is not None:
@@ -73,7 +78,7 @@ def info(name_or_path, as_json, no_flops):
         click.echo(f"{k:16s} {v}")
     click.echo("parameters")
     for k, v in params.items():
-        note = "  (training only)" if k == "dmols" else ""
+        note = "  (training only)" if k in arch.training_only else ""
         click.echo(f"  {k:14s} {v / 1e6:9.2f} M{note}")
 
 
@@ -88,7 +93,7 @@ def export(src, dst, no_half, keep_pretrained, force):
     """Write a compact copy of checkpoint SRC to DST: float16 tensors, and pretrained encoders
     that training left unchanged stored by reference (rebuilt and hash-checked when loading)."""
     from rrsis_geo.models.export import export_checkpoint
-    from rrsis_geo.models.pretrained import _list
+    from rrsis_geo.models.sources import list_keys as _list
 
     refuse_existing(dst, force)
     r = export_checkpoint(src, dst, half=not no_half, drop_pretrained=not keep_pretrained)

@@ -121,8 +121,8 @@ _SEGMENT_ONLY_KEYS = ("prob_path", "preview_path", "candidates_path", "source_la
 
 _RUN_OPTS = [
     click.option("-m", "--model", default=DEFAULT_MODEL, show_default=True, metavar="NAME_OR_PATH",
-                 help="A shipped model (btdnet-lite-demo, trained), a preset (btdnet-lite, btdnet-b, "
-                 "btdnet-tiny: untrained heads) or a .safetensors checkpoint."),
+                 help="A shipped model (btdnet-lite-demo, trained), a preset of any architecture "
+                 "(`rrsis model list`: btdnet-*, rsrefseg-*; untrained heads) or a .safetensors checkpoint."),
     bands_opt,
     tile_opt,
     overlap_opt,

@@ -1,4 +1,4 @@
-"""``rrsis train``: train BTDNet from a YAML config (``torchrun`` for several processes)."""
+"""``rrsis train``: train a model of any architecture from a YAML config (``torchrun`` for several processes)."""
 
 from __future__ import annotations
 

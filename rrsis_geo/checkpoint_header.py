@@ -10,7 +10,8 @@ allocated, so a small hostile file cannot make a reader allocate much more than 
   whose byte size equals its ``data_offsets`` span, which lies inside the data section.
 
 :func:`read_checkpoint_metadata` adds the rrsis-geo checks on the ``"rrsis_geo"`` metadata
-(format, version, architecture, value ranges); ``rrsis info`` uses it to learn a model's settings
+(format, version, architecture name, value ranges; whether this installation knows the
+architecture is the model registry's check); ``rrsis info`` uses it to learn a model's settings
 without importing torch.
 """
 
@@ -20,6 +21,7 @@ import json
 import math
 import numbers
 import os
+import re
 import struct
 from pathlib import Path
 
@@ -33,7 +35,8 @@ DTYPE_BYTES = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1, "U16": 2
 
 FORMAT = "rrsis-geo-checkpoint"
 FORMAT_VERSION = 2  # the newest checkpoint format this package reads
-ARCHITECTURE = "btdnet"
+DEFAULT_ARCHITECTURE = "btdnet"  # files written before the header named its architecture
+ARCHITECTURE_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
 META_KEY = "rrsis_geo"
 
 # Ranges of the metadata values a checkpoint may hold.
@@ -116,8 +119,9 @@ def read_checkpoint_metadata(path: str | os.PathLike) -> dict:
     if version > FORMAT_VERSION:
         raise CheckpointError(f"{path}: checkpoint format {version} is newer than this "
                               f"rrsis-geo reads ({FORMAT_VERSION}); upgrade rrsis-geo")
-    if meta.get("architecture") != ARCHITECTURE:
-        raise CheckpointError(f"{path}: architecture {meta.get('architecture')!r} is not {ARCHITECTURE!r}")
+    architecture = meta.setdefault("architecture", DEFAULT_ARCHITECTURE)
+    if not isinstance(architecture, str) or not ARCHITECTURE_NAME.match(architecture):
+        raise CheckpointError(f"{path}: architecture {str(architecture)[:40]!r} is not an architecture name")
     if not isinstance(meta.get("config"), dict):
         raise CheckpointError(f"{path}: the metadata has no model config")
     check_metadata(meta, str(path))
@@ -153,7 +157,9 @@ def check_metadata(meta: dict, owner: str) -> None:
                     or not all(isinstance(s, numbers.Real) and not isinstance(s, bool) and math.isfinite(s) and s > 0
                                for s in std)):
                 raise CheckpointError(f"{owner}: std must be finite numbers > 0 (one per band), got {str(std)[:60]}")
-    bands = ((meta.get("config") or {}).get("vision") or {}).get("in_chans")
+    bands = meta.get("bands")
+    if not _whole(bands):  # files that predate the top-level "bands" (BTDNet's config holds it)
+        bands = ((meta.get("config") or {}).get("vision") or {}).get("in_chans")
     if _whole(bands):  # what the training pixels were (radiometry, ground resolution, window size)
         from rrsis_geo.predictor import check_input_metadata
 

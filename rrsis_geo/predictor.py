@@ -1,8 +1,9 @@
 """The contract between the scene engine and any segmentation model.
 
-The engine knows nothing about BTDNet: it reads tiles, normalises them with the numbers in
-:class:`ModelInfo`, and calls a :class:`Predictor`. BTDNet implements this protocol in
-``rrsis_geo.models``; tests implement it with small fake models.
+The engine knows no architecture: it reads tiles, normalises them with the numbers in
+:class:`ModelInfo`, and calls a :class:`Predictor`. Every registered architecture (BTDNet,
+RSRefSeg) implements this protocol through ``rrsis_geo.models.load_predictor``; tests implement it
+with small fake models.
 """
 
 from __future__ import annotations

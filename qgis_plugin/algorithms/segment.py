@@ -40,7 +40,7 @@ from qgis.PyQt.QtCore import QCoreApplication
 from .. import runner, scene, styles
 
 HELP = """<p>Finds the object a sentence describes (e.g. <i>"the lake north of the road"</i>)
-in a raster and returns it as georeferenced polygons, using a BTDNet model through the
+in a raster and returns it as georeferenced polygons, using a BTDNet or RSRefSeg model through the
 <code>rrsis</code> command of rrsis-geo.</p>
 <p>The command runs in its own process (configure where it is in Processing &gt; Options &gt;
 Providers &gt; rrsis-geo; empty means <code>rrsis</code> on PATH). Cancel stops it within a second;
@@ -101,7 +101,9 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
     ABSTAINED = "ABSTAINED"
 
     #: Enum option order is part of the API (scripts pass indices): append, never reorder.
-    MODELS = ["btdnet-lite", "btdnet-b", "btdnet-tiny", "btdnet-lite-demo"]
+    #: Every preset of every architecture and every shipped model (tests/models/test_registry.py checks
+    #: this against the registry; the plugin never imports torch, so the names are listed here).
+    MODELS = ["btdnet-lite", "btdnet-b", "btdnet-tiny", "btdnet-lite-demo", "rsrefseg-b", "rsrefseg-tiny"]
     #: The trained demo model shipped with rrsis-geo; the presets have untrained heads.
     DEFAULT_MODEL = MODELS.index("btdnet-lite-demo")
     DEVICES = ["auto", "cpu", "cuda"]
@@ -130,7 +132,7 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
         return self.tr(HELP)
 
     def tags(self):
-        return ["segmentation", "referring", "expression", "deep learning", "btdnet", "rrsis"]
+        return ["segmentation", "referring", "expression", "deep learning", "btdnet", "rsrefseg", "rrsis"]
 
     def initAlgorithm(self, config=None):  # noqa: N802 - QGIS API name
         self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, self.tr("Raster layer")))

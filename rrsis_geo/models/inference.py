@@ -1,9 +1,10 @@
-"""BTDNet behind the engine's :class:`~rrsis_geo.predictor.Predictor` protocol.
+"""Any registered model behind the engine's :class:`~rrsis_geo.predictor.Predictor` protocol.
 
-``encode_expression`` does the expression-only work once (tokenising, noun-phrase masking, the
-masked-text prior through BERT [paper]); ``predict`` runs tile batches on the model's device under
-``torch.inference_mode`` (bf16 autocast on CUDA), resizing to the model's input size and back
-when the tiles differ. Probability = softmax(logits)[fg], so p > 0.5 <=> fg > bg [paper].
+``encode_expression`` does the expression-only work once (the architecture's text processor,
+then ``model.encode_text``: BTDNet's masked-text prior through BERT, RSRefSeg's SigLIP text
+tower); ``predict`` runs tile batches on the model's device under ``torch.inference_mode`` (bf16
+autocast on CUDA), resizing to the model's input size and back when the tiles differ.
+Probability = softmax(logits)[fg], so p > 0.5 <=> fg > bg.
 """
 
 from __future__ import annotations
@@ -36,18 +37,18 @@ class EncodedExpression:
 
     text: str
     batch: dict
-    cache: object  # btdnet.TextCache
+    cache: object  # what model.encode_text returned
     truncated: bool
 
 
-class BTDNetPredictor:
-    def __init__(self, model, info: ModelInfo, device: str = "auto"):
-        from rrsis_geo.models.text import TextProcessor
+class ReferringPredictor:
+    def __init__(self, model, info: ModelInfo, device: str = "auto", text_processor=None):
+        from rrsis_geo.models.registry import text_processor as processor_of
 
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
         self.info = info
-        self.text_processor = TextProcessor.from_config(model.cfg)
+        self.text_processor = text_processor if text_processor is not None else processor_of(model)
 
     def _autocast(self):
         if self.device.type == "cuda":
@@ -86,32 +87,41 @@ class BTDNetPredictor:
         return prob.cpu().numpy().astype(np.float32)
 
 
+BTDNetPredictor = ReferringPredictor  # the name it had while BTDNet was the only architecture
+
+
 def info_from_model(model, model_id: str, checksum: str, meta: dict | None = None) -> ModelInfo:
+    from rrsis_geo.models.registry import architecture_of
+
     cfg = model.cfg
+    arch = architecture_of(cfg)
+    s = arch.settings(cfg)
     meta = meta or {}
-    extra = {"preset": cfg.name, "architecture": "btdnet"}
+    extra = {"preset": cfg.name, "architecture": arch.name}
     for k in ("provenance", "training", "metrics", "radiometry", "gsd_m_range", "chip_px", "vocabulary",
               "presence"):
         if k in meta:
             extra[k] = meta[k]
     return ModelInfo(
-        model_id=model_id, checksum=checksum, input_size=cfg.input_size, bands=cfg.vision.in_chans,
-        mean=tuple(cfg.mean), std=tuple(cfg.std), threshold=cfg.threshold, gsd_m=cfg.gsd_m,
-        max_tokens=cfg.max_tokens, extra=extra,
+        model_id=model_id, checksum=checksum, input_size=s["input_size"], bands=s["bands"],
+        mean=tuple(s["mean"]), std=tuple(s["std"]), threshold=s["threshold"], gsd_m=s["gsd_m"],
+        max_tokens=s["max_tokens"], extra=extra,
     )
 
 
-def load_predictor(name_or_path: str, device: str = "auto", bands: int | None = None) -> BTDNetPredictor:
-    """A shipped model (``btdnet-lite-demo``), a preset name (``btdnet-lite``...; random heads) or a
-    checkpoint path -> a ready :class:`BTDNetPredictor`.
+def load_predictor(name_or_path: str, device: str = "auto", bands: int | None = None) -> ReferringPredictor:
+    """A shipped model (``btdnet-lite-demo``), a preset name of any architecture (``btdnet-lite``,
+    ``rsrefseg-tiny``...; random heads) or a checkpoint path -> a ready :class:`ReferringPredictor`.
 
     ``bands``: the number of bands the caller will feed; refused when the model expects another.
     """
-    from rrsis_geo.models.checkpoint import load_checkpoint, sha256_file
-    from rrsis_geo.models.registry import checkpoint_for, create_model
+    from rrsis_geo.models.checkpoint import load_checkpoint, read_metadata, sha256_file, stored_config
+    from rrsis_geo.models.registry import checkpoint_for, create_model, get_config, text_processor
 
     name_or_path = str(name_or_path)
     path = checkpoint_for(name_or_path)
+    # the text processor first: a tokenizer that is not there is refused before a model is built
+    tp = text_processor(get_config(name_or_path) if path is None else stored_config(read_metadata(path), path))
     if path is None:  # a preset
         model = create_model(name_or_path)
         prov = model.provenance
@@ -125,4 +135,4 @@ def load_predictor(name_or_path: str, device: str = "auto", bands: int | None = 
     if bands is not None and bands != info.bands:
         raise ModelError(f"model {info.model_id} expects {info.bands} bands but {bands} were selected; "
                          f"choose {info.bands} bands with --bands")
-    return BTDNetPredictor(model, info, device)
+    return ReferringPredictor(model, info, device, text_processor=tp)

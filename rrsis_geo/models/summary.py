@@ -1,29 +1,31 @@
 """What ``rrsis model info`` prints: parameters per component, input size, FLOPs per tile, and
-how a checkpoint stores its tensors."""
+how a checkpoint stores its tensors, for any registered architecture."""
 
 from __future__ import annotations
 
 import torch
 
-COMPONENTS = ("vision", "index_stem", "text", "bsc", "mci", "decoder", "refine", "fgbg", "seg_head", "dmols")
+from rrsis_geo.models.registry import architecture_of
 
 
 def count_parameters(model) -> dict[str, int]:
-    """Parameters per top-level component (``dmols`` is training-only) and the total."""
+    """Parameters per top-level component of the model's architecture (some are training-only:
+    ``Architecture.training_only``) and the total."""
     out = {}
-    for name in COMPONENTS:
-        mod = getattr(model, name, None)
-        out[name] = sum(p.numel() for p in mod.parameters()) if mod is not None else 0
+    for name in architecture_of(model).components:
+        part = getattr(model, name, None)
+        if isinstance(part, torch.nn.Parameter):
+            out[name] = part.numel()
+        else:
+            out[name] = sum(p.numel() for p in part.parameters()) if part is not None else 0
     out["total"] = sum(p.numel() for p in model.parameters())
     return out
 
 
 def meta_model(cfg):
-    """A BTDNet with the config's shapes on the meta device: no memory, no weights, instant-ish."""
-    from rrsis_geo.models.btdnet import BTDNet
-
+    """The model a config describes, on the meta device: no memory, no weights, instant-ish."""
     with torch.device("meta"):
-        return BTDNet(cfg).eval()
+        return architecture_of(cfg).build(cfg).eval()
 
 
 def estimate_flops(model, size: int | None = None, tokens: int | None = None) -> int:
@@ -33,13 +35,12 @@ def estimate_flops(model, size: int | None = None, tokens: int | None = None) ->
     from torch.utils.flop_counter import FlopCounterMode
 
     cfg = model.cfg
-    size = size or cfg.input_size
-    tokens = tokens or cfg.max_tokens
+    arch = architecture_of(cfg)
+    settings = arch.settings(cfg)
+    size = size or settings["input_size"]
+    tokens = tokens or settings["max_tokens"]
     m = model if next(model.parameters()).is_meta else meta_model(cfg)
-    x = torch.zeros(1, cfg.vision.in_chans, size, size, device="meta")
-    ids = torch.zeros(1, tokens, dtype=torch.long, device="meta")
-    text = {"input_ids": ids, "attention_mask": torch.ones_like(ids),
-            "masked_input_ids": ids, "masked_attention_mask": torch.ones_like(ids)}
+    x, text = arch.example_inputs(cfg, size, tokens, "meta")
     counter = FlopCounterMode(display=False)
     with counter, torch.no_grad():
         m(x, text)
@@ -48,20 +49,19 @@ def estimate_flops(model, size: int | None = None, tokens: int | None = None) ->
 
 def summarize(model, meta: dict | None = None) -> dict:
     cfg = model.cfg
+    arch = architecture_of(cfg)
+    settings = arch.settings(cfg)
     info = {
+        "architecture": arch.name,
         "preset": cfg.name,
-        "input_size": cfg.input_size,
-        "bands": cfg.vision.in_chans,
-        "max_tokens": cfg.max_tokens,
-        "vision": cfg.vision.kind,
-        "text_layers": f"{cfg.text.num_layers} (stages {'-'.join(map(str, cfg.text.stage_layers))})",
-        "mci_iters": cfg.mci.iters,
-        "logit_stride": cfg.decoder.fine_stride,  # 4: the paper's 1/4 head; 2 or 1: the detail refinement
-        "spectral_indices": [list(p) for p in cfg.spectral_indices],  # band pairs (a - b) / (a + b) the model computes
+        "input_size": settings["input_size"],
+        "bands": settings["bands"],
+        "max_tokens": settings["max_tokens"],
+        **arch.describe(cfg),
         "parameters": count_parameters(model),
     }
     try:
-        info["gflops_per_tile"] = round(estimate_flops(model) / 1e9, 1)
+        info["gflops_per_tile"] = float(f"{estimate_flops(model) / 1e9:.3g}")  # 3 significant digits
     except Exception as exc:  # the estimate is informative only
         info["gflops_per_tile"] = f"unavailable ({type(exc).__name__})"
     if meta:

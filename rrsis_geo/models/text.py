@@ -1,4 +1,5 @@
-"""Text processing for BTDNet: WordPiece tokenising and object noun-phrase masking.
+"""Text processing: the local weight packages every architecture may name (``package:...``), and
+BTDNet's WordPiece tokenising and object noun-phrase masking.
 
 BTDNet (arXiv 2502.08486) feeds BERT ``[CLS] ... [SEP]`` ids truncated to 20 and zero-padded
 [paper]/[parent], and its D-MOLS branch and masked-text prior need the expression with the

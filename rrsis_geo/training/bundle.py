@@ -1,10 +1,10 @@
 """What the trainer needs from a model, in one value.
 
-The trainer is written against :class:`ModelBundle`, not against BTDNet, so it can be tested
-with a tiny stand-in and so BTDNet's own API (``rrsis_geo.models``) is touched in one place:
-:func:`build_bundle`.
+The trainer is written against :class:`ModelBundle`, not against one architecture, so it can be
+tested with a tiny stand-in and so the model registry (``rrsis_geo.models``) is touched in one
+place: :func:`build_bundle`.
 
-Model call convention (BTDNet's): ``model(images, text_batch, targets=None)`` returns an object
+Model call convention (every registered architecture's): ``model(images, text_batch, targets=None)`` returns an object
 (or dict) with ``logits`` (B, 2, H, W) = [bg, fg] and, when targets are given in training
 mode, ``loss`` and ``losses`` (name -> tensor). A pixel is foreground iff fg > bg.
 """
@@ -49,7 +49,7 @@ def foreground(logits: torch.Tensor, threshold: float | None = None) -> torch.Te
 
 def build_bundle(name: str, overrides: dict | None = None, init: str | Path | None = None, *, seed: int = 0,
                  input_size: int | None = None) -> ModelBundle:
-    """A BTDNet preset (or a starting checkpoint, ``init``) wrapped for the trainer.
+    """A preset of any architecture (or a starting checkpoint, ``init``) wrapped for the trainer.
 
     ``overrides`` go to ``create_model`` (``{"mci": {"iters": 1}}``, ``{"vision__weights": PATH}``);
     ``input_size`` is recorded in the model config so its checkpoints describe the training size.
@@ -62,7 +62,7 @@ def build_bundle(name: str, overrides: dict | None = None, init: str | Path | No
         overrides.setdefault("input_size", int(input_size))
     if init is not None:
         if not Path(init).expanduser().exists():
-            raise ConfigError(f"model.init: {init} does not exist (make it with `rrsis init-weights --swin ... --bert ... -o {init}`)")
+            raise ConfigError(f"model.init: {init} does not exist (make it with `rrsis init-weights ... -o {init}`)")
         model, _meta = models.load_checkpoint(Path(init).expanduser())
         extra = {k: v for k, v in overrides.items() if k != "input_size"}
         if extra:
@@ -76,7 +76,7 @@ def build_bundle(name: str, overrides: dict | None = None, init: str | Path | No
         except TypeError as exc:
             raise ConfigError(f"model.overrides: {exc}") from None
     model.train()
-    return wrap_btdnet(model, name)
+    return wrap_model(model, name)
 
 
 def grow_model(model: nn.Module, overrides: dict, *, seed: int = 0, source="model.init") -> nn.Module:
@@ -85,11 +85,10 @@ def grow_model(model: nn.Module, overrides: dict, *, seed: int = 0, source="mode
     of ``model`` must keep its name and shape in the new one; tensors only the new model has start
     from their initialisation (seeded). Anything else is a :class:`ConfigError`."""
     from rrsis_geo.errors import ConfigError
-    from rrsis_geo.models.config import apply_overrides
-    from rrsis_geo.models.registry import build_model
+    from rrsis_geo.models.registry import architecture_of, build_model
 
     try:
-        cfg = apply_overrides(model.cfg, overrides)
+        cfg = architecture_of(model).apply_overrides(model.cfg, overrides)
         grown = build_model(cfg, pretrained=False, seed=seed)
     except (TypeError, ConfigError) as exc:
         raise ConfigError(f"model.overrides on {source}: {exc}") from None
@@ -107,10 +106,11 @@ def grow_model(model: nn.Module, overrides: dict, *, seed: int = 0, source="mode
     return grown
 
 
-def wrap_btdnet(model: nn.Module, name: str) -> ModelBundle:
+def wrap_model(model: nn.Module, name: str) -> ModelBundle:
+    """A model of any registered architecture, wrapped for the trainer."""
     import rrsis_geo.models as models
 
     cfg = model.cfg
-    return ModelBundle(model=model, text_processor=models.TextProcessor.from_config(cfg),
+    return ModelBundle(model=model, text_processor=models.text_processor(cfg),
                        param_groups=models.param_groups, save=models.save_checkpoint, name=name,
                        mean=tuple(cfg.mean), std=tuple(cfg.std), info={"input_size": cfg.input_size})

@@ -119,7 +119,7 @@ def open_split(checkpoint, fmt: str, root, split: str, *, native: bool, device: 
         ds.records = ds.records[:limit]
     if len(ds) == 0:
         raise DatasetError(f"no {split} samples in {root}; run `rrsis data check --format {fmt} {root}`")
-    return model, size, ds, models.TextProcessor.from_config(cfg), dev
+    return model, size, ds, models.text_processor(cfg), dev
 
 
 def evaluate_checkpoint(checkpoint, fmt: str, root, split: str = "test", *, out_dir=None, native: bool = False,

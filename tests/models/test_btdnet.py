@@ -243,7 +243,7 @@ def test_tiny_inputs_train_without_a_one_by_one_last_stage():
 
 
 def test_fourier_positions_are_normalised_cell_centres():
-    from rrsis_geo.models.mci import fourier_positions
+    from rrsis_geo.models.btdnet.mci import fourier_positions
 
     f = fourier_positions(4, 8, freqs=3)
     assert f.shape == (32, 12)
@@ -260,8 +260,8 @@ def test_fourier_positions_are_normalised_cell_centres():
 def test_mci_positions_tell_identical_tokens_apart(position):
     """A featureless scene: without positions every visual token is the same; with them the MCI
     output varies across the frame, which is what position words need."""
-    from rrsis_geo.models.config import MCIConfig
-    from rrsis_geo.models.mci import MCI
+    from rrsis_geo.models.btdnet.config import MCIConfig
+    from rrsis_geo.models.btdnet.mci import MCI
 
     torch.manual_seed(0)
     mci = MCI([8, 16], 12, MCIConfig(dim=32, iters=1, heads=2, position=position)).eval()

@@ -8,7 +8,7 @@ import torch
 
 from rrsis_geo.errors import ConfigError
 from rrsis_geo.models import create_model
-from rrsis_geo.models.indices import NormalizedDifferences
+from rrsis_geo.models.btdnet.indices import NormalizedDifferences
 
 MEAN, STD = (0.45, 0.42, 0.40, 0.30), (0.22, 0.21, 0.20, 0.25)
 RGBN = dict(vision__in_chans=4, mean=MEAN, std=STD)

@@ -11,7 +11,7 @@ from rrsis_geo.models import create_model, get_config, list_presets
 
 
 def test_presets_listed():
-    assert list_presets() == ["btdnet-b", "btdnet-lite", "btdnet-tiny"]
+    assert list_presets("btdnet") == ["btdnet-b", "btdnet-lite", "btdnet-tiny"]
 
 
 def test_btdnet_b_is_the_paper_model_and_runs(text_proc):

@@ -12,7 +12,7 @@ import torch
 
 from rrsis_geo.errors import CheckpointError, ModelError
 from rrsis_geo.models import create_model
-from rrsis_geo.models.pretrained import resize_rel_pos_table
+from rrsis_geo.models.btdnet.pretrained import resize_rel_pos_table
 
 
 # -- Microsoft Swin .pth ---------------------------------------------------------------------------

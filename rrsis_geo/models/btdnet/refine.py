@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from rrsis_geo.models.decoder import conv_gn_relu
+from rrsis_geo.models.btdnet.decoder import conv_gn_relu
 
 
 class DetailRefiner(nn.Module):

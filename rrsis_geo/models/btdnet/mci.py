@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 
 from rrsis_geo.errors import ConfigError
-from rrsis_geo.models.config import MCIConfig
+from rrsis_geo.models.btdnet.config import MCIConfig
 
 POSITION_KINDS = ("none", "fourier")
 

@@ -3,7 +3,7 @@
 BTDNet (arXiv 2502.08486) [paper]: ``L_mask = L_ce(final) + 0.6 * L_fgbg`` and
 ``L = L_mask + 0.1 * L_rec``. The parents' class weights [0.9, 1.1] and optional 0.1 Dice term
 [parent], and generalized cross entropy (Zhang & Sabuncu 2018, cited by the paper for noisy
-labels) are options. Every weight is a :class:`~rrsis_geo.models.config.LossConfig` value.
+labels) are options. Every weight is a :class:`~rrsis_geo.models.btdnet.config.LossConfig` value.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from rrsis_geo.models.config import LossConfig
+from rrsis_geo.models.btdnet.config import LossConfig
 
 
 def dice_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1.0) -> torch.Tensor:

@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from rrsis_geo.models.config import DecoderConfig
+from rrsis_geo.models.btdnet.config import DecoderConfig
 
 
 def conv_gn_relu(cin: int, cout: int) -> nn.Sequential:

@@ -31,16 +31,17 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from rrsis_geo.models.bsc import BSCBlock, stage_kernel_sizes
-from rrsis_geo.models.config import BTDNetConfig
-from rrsis_geo.models.decoder import TopDownDecoder
-from rrsis_geo.models.dmols import JointReconstruction
-from rrsis_geo.models.encoders import BertStages, build_vision
-from rrsis_geo.models.fgbg import FgBgPredictor
-from rrsis_geo.models.indices import IndexStem, NormalizedDifferences
-from rrsis_geo.models.losses import BTDNetLoss
-from rrsis_geo.models.mci import MCI
-from rrsis_geo.models.refine import DetailRefiner
+from rrsis_geo.models.btdnet.bsc import BSCBlock, stage_kernel_sizes
+from rrsis_geo.models.btdnet.config import BTDNetConfig
+from rrsis_geo.models.btdnet.decoder import TopDownDecoder
+from rrsis_geo.models.btdnet.dmols import JointReconstruction
+from rrsis_geo.models.btdnet.encoders import BertStages, build_vision
+from rrsis_geo.models.btdnet.fgbg import FgBgPredictor
+from rrsis_geo.models.btdnet.indices import IndexStem, NormalizedDifferences
+from rrsis_geo.models.btdnet.losses import BTDNetLoss
+from rrsis_geo.models.btdnet.mci import MCI
+from rrsis_geo.models.btdnet.refine import DetailRefiner
+from rrsis_geo.models.registry import adamw_groups, unwrap_model  # noqa: F401 (unwrap_model re-exported)
 
 
 @dataclass
@@ -174,15 +175,6 @@ class BTDNet(nn.Module):
 
 # -- optimisation ---------------------------------------------------------------------------
 
-def unwrap_model(model: nn.Module) -> nn.Module:
-    """The BTDNet inside DistributedDataParallel / DataParallel / ``torch.compile`` wrappers."""
-    while True:
-        inner = getattr(model, "module", None) or getattr(model, "_orig_mod", None)
-        if not isinstance(inner, nn.Module):
-            return model
-        model = inner
-
-
 ENCODER_PREFIXES = ("vision.", "text.")
 NO_DECAY_NAMES = ("relative_position_bias_table", "position_embeddings", "scale_embed", "log_scale")
 
@@ -193,18 +185,6 @@ def param_groups(model: BTDNet, encoder_lr: float = 1e-5, head_lr: float = 1e-4,
     decay on norms, biases, scalars and position tables [parent]. Each group has a ``name``
     (``encoder``, ``encoder_no_decay``, ``head``, ``head_no_decay``); empty groups are omitted.
     DDP / ``torch.compile`` wrappers are looked through (same parameter objects)."""
-    model = unwrap_model(model)
-    groups: dict[str, dict] = {}
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        enc = name.startswith(ENCODER_PREFIXES)
-        no_decay = p.ndim <= 1 or any(k in name for k in NO_DECAY_NAMES)
-        key = ("encoder" if enc else "head") + ("_no_decay" if no_decay else "")
-        g = groups.setdefault(key, {"name": key, "params": [], "param_names": [],
-                                    "lr": encoder_lr if enc else head_lr,
-                                    "weight_decay": 0.0 if no_decay else weight_decay})
-        g["params"].append(p)
-        g["param_names"].append(name)
-    order = ["encoder", "encoder_no_decay", "head", "head_no_decay"]
-    return [groups[k] for k in order if k in groups]
+    return adamw_groups(model, lambda name: name.startswith(ENCODER_PREFIXES),
+                        lambda name, p: p.ndim <= 1 or any(k in name for k in NO_DECAY_NAMES),
+                        encoder_lr, head_lr, weight_decay)

@@ -32,30 +32,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from rrsis_geo.errors import CheckpointError, ModelError
-
-
-def _list(keys, n: int = 12) -> str:
-    keys = sorted(keys)
-    more = f" ... (+{len(keys) - n} more)" if len(keys) > n else ""
-    return ", ".join(keys[:n]) + more
-
-
-def load_filtered(module: nn.Module, state_dict: dict[str, torch.Tensor], source: str,
-                  expected_missing: set[str] = frozenset()) -> None:
-    """Load with the missing/unexpected key sets asserted (only ``expected_missing`` allowed)."""
-    own = module.state_dict()
-    missing = set(own) - set(state_dict) - set(expected_missing)
-    unexpected = set(state_dict) - set(own)
-    if missing or unexpected:
-        raise CheckpointError(
-            f"{source} does not match the model: missing keys [{_list(missing)}]; "
-            f"unexpected keys [{_list(unexpected)}]"
-        )
-    bad = [f"{k} {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in state_dict.items() if v.shape != own[k].shape]
-    if bad:
-        raise CheckpointError(f"{source}: shape mismatch for {_list(bad, 6)}")
-    result = module.load_state_dict(state_dict, strict=False)
-    assert set(result.missing_keys) <= set(expected_missing) and not result.unexpected_keys
+from rrsis_geo.models.sources import list_keys as _list, load_filtered  # noqa: F401 (re-exported)
 
 
 def adapt_input_bands(vision: nn.Module, state_dict: dict[str, torch.Tensor], key: str) -> dict:
@@ -113,7 +90,7 @@ SWIN_DROPPED = re.compile(r"^(head\.|norm\.)|(attn_mask|relative_position_index)
 
 
 def swin_checkpoint_filter(state_dict: dict, vision: nn.Module) -> tuple[dict, list[str]]:
-    """Microsoft Swin key names -> :class:`~rrsis_geo.models.encoders.SwinStages` key names."""
+    """Microsoft Swin key names -> :class:`~rrsis_geo.models.btdnet.encoders.SwinStages` key names."""
     sd = state_dict.get("model", state_dict)
     sd = sd.get("state_dict", sd)
     # Microsoft's files downsample at the end of a stage: layers.0 has a downsample

@@ -11,11 +11,10 @@ JSON is what a checkpoint stores, so a checkpoint rebuilds its own architecture.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from rrsis_geo.errors import ConfigError
+from rrsis_geo.models import config_tree
 from rrsis_geo.predictor import IMAGENET_MEAN, IMAGENET_STD
 
 
@@ -163,31 +162,12 @@ SECTIONS = ("vision", "text", "bsc", "mci", "decoder", "fgbg", "dmols", "loss")
 
 def config_to_dict(cfg: BTDNetConfig) -> dict[str, Any]:
     """Plain-JSON dict of a config (tuples become lists)."""
-    return dataclasses.asdict(cfg)
-
-
-def _build(cls, values: dict[str, Any], where: str):
-    known = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - set(known))
-    if unknown:
-        raise ConfigError(f"unknown config key(s) in {where}: {', '.join(unknown)}; known: {', '.join(known)}")
-    out = {}
-    for k, v in values.items():
-        if isinstance(v, list):
-            v = tuple(v)
-        out[k] = v
-    return cls(**out)
+    return config_tree.to_dict(cfg)
 
 
 def config_from_dict(d: dict[str, Any]) -> BTDNetConfig:
     """Inverse of :func:`config_to_dict`; unknown keys raise :class:`ConfigError`."""
-    d = dict(d)
-    sections = {}
-    for name in SECTIONS:
-        sub_cls = {f.name: f for f in dataclasses.fields(BTDNetConfig)}[name].default_factory
-        sections[name] = _build(sub_cls, dict(d.pop(name, {}) or {}), name)
-    top = _build(BTDNetConfig, d, "the model config")
-    return dataclasses.replace(top, **sections)
+    return config_tree.from_dict(BTDNetConfig, d)
 
 
 def apply_overrides(cfg: BTDNetConfig, overrides: dict[str, Any]) -> BTDNetConfig:
@@ -196,15 +176,4 @@ def apply_overrides(cfg: BTDNetConfig, overrides: dict[str, Any]) -> BTDNetConfi
     Keys are top-level fields (``max_tokens=50``), a section with a dict of its fields
     (``mci={"iters": 1}``), or ``section__field`` (``mci__iters=1``).
     """
-    d = config_to_dict(cfg)
-    for key, value in overrides.items():
-        if key in SECTIONS and isinstance(value, dict):
-            d[key].update(value)
-        elif "__" in key:
-            section, sub = key.split("__", 1)
-            if section not in SECTIONS:
-                raise ConfigError(f"unknown config section {section!r} in override {key!r}")
-            d[section][sub] = value
-        else:
-            d[key] = value
-    return config_from_dict(d)
+    return config_tree.apply_overrides(cfg, overrides)

@@ -16,8 +16,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from rrsis_geo.models.config import DMOLSConfig
-from rrsis_geo.models.mci import CrossAttentionLayer
+from rrsis_geo.models.btdnet.config import DMOLSConfig
+from rrsis_geo.models.btdnet.mci import CrossAttentionLayer
 
 
 class JointReconstruction(nn.Module):

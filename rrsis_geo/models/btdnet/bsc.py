@@ -26,7 +26,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from rrsis_geo.models.config import BSCConfig
+from rrsis_geo.models.btdnet.config import BSCConfig
 
 
 class LanguageToVision(nn.Module):

@@ -2,7 +2,7 @@
 
 BTDNet (arXiv 2502.08486) interleaves a Swin-B vision encoder and a BERT text encoder: BERT's 12
 layers form 4 stages of 3, one per Swin stage, and a BSC block exchanges information after each
-pair [paper]. The schedule (see :class:`rrsis_geo.models.btdnet.BTDNet`)::
+pair [paper]. The schedule (see :class:`rrsis_geo.models.btdnet.model.BTDNet`)::
 
     L = text.embed(ids);  V = vision.stem(img)
     for i in 0..3:
@@ -11,7 +11,7 @@ pair [paper]. The schedule (see :class:`rrsis_geo.models.btdnet.BTDNet`)::
 
 Vision maps travel between stages as NCHW. ``vision.run_stage(i)`` includes the downsampling that
 timm places at the *start* of stage i > 0 (Microsoft's Swin puts it at the end of stage i-1: the
-same computation, see :func:`rrsis_geo.models.pretrained.swin_checkpoint_filter`).
+same computation, see :func:`rrsis_geo.models.btdnet.pretrained.swin_checkpoint_filter`).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from rrsis_geo.models.config import TextConfig, VisionConfig
+from rrsis_geo.models.btdnet.config import TextConfig, VisionConfig
 
 
 class SwinStages(nn.Module):
