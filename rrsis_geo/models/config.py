@@ -55,23 +55,45 @@ class TextConfig:
     weights: str | None = None
 
 
+# Model variants. "paper": the modules as the paper's text describes them (new models);
+# "legacy": the earlier reconstruction, kept so every checkpoint saved before the paper variants
+# rebuilds exactly (a stored config without a ``variant`` key is read as "legacy").
+VARIANTS = ("paper", "legacy")
+
+
 @dataclass
 class BSCConfig:
-    """Bidirectional Spatial Correlation, one block per stage [paper: unfold windows, per-receptive-
-    field learnable weights, conv+InstanceNorm gating; sizes ours]."""
+    """Bidirectional Spatial Correlation, one block per stage [paper: unfold windows of several
+    sizes around every pixel and word, affinities weighted per receptive field by learnable
+    weights, conv+InstanceNorm gating; sizes ours]."""
 
-    kernel_sizes: tuple[int, ...] = (1, 3, 5)  # [ours]
-    stage0_max_kernel: int = 3  # bounds memory at the 1/4 stage [ours]
-    key_dim: int = 256  # width of the pixel-word and word-pixel attention [ours]
-    residual_init: float = 0.0  # zero: step 0 == the pretrained encoders [ours]
+    variant: str = "paper"
+    kernel_sizes: tuple[int, ...] = (1, 3, 5)  # window sizes [paper: 1, 3, 5]
+    stage0_max_kernel: int = 3  # legacy only: bounds memory at the 1/4 stage [ours]
+    key_dim: int = 256  # width of the affinities / attention [ours]
+    residual_init: float = 0.0  # legacy only: the zero-init residual scalars [ours]
+    # Ablation switches (Tables V-VI; paper variant): the stages (0-based) whose BSC updates the
+    # image stream from the text (language-to-vision, "l2v") and the text stream from the image
+    # (vision-to-language, "v2l"); a stage in neither list is an identity.
+    # V2L-only: l2v_stages=[]; L2V-only: v2l_stages=[]; no BSC: both [].
+    l2v_stages: tuple[int, ...] = (0, 1, 2, 3)
+    v2l_stages: tuple[int, ...] = (0, 1, 2, 3)
+    # paper variant: the gate's learnable bias starts here, sigmoid(-2) = 0.12: the exchange starts
+    # small but, unlike a zero scalar, passes gradient to every weight at step 0 [ours]
+    gate_bias: float = -2.0
 
 
 @dataclass
 class MCIConfig:
-    """Multi-scale Context Integration [paper: V-L then L-V cross-attention repeated n times]."""
+    """Multi-scale Context Integration [paper: multi-scale attention among the image tokens, V-L
+    then L-V cross-attention, repeated n times]."""
 
+    variant: str = "paper"  # "legacy": no attention among the image tokens
     dim: int = 256  # [ours]
     iters: int = 3  # [ours]; 1 suits RefSegRS-sized data
+    # paper variant: every image token attends to the tokens of all scales, each scale's keys
+    # average-pooled to at most kv_pool x kv_pool cells (bounds memory at 1/4) [ours]
+    kv_pool: int = 16
     heads: int = 8  # [ours]
     ffn_ratio: float = 4.0  # [ours]
     dropout: float = 0.0  # [ours]
@@ -100,10 +122,20 @@ class FgBgConfig:
     """Target/background twin-stream predictor [paper: 5 learnable bg tokens, adaptive pooling,
     masked-text prior; the rest ours]."""
 
+    variant: str = "paper"  # "legacy": conv head + Fg-Bg sum, fused-text prototype, one-scale bg pool
     n_bg_tokens: int = 5  # [paper]
     tau: float = 0.1  # cosine temperature [ours]
     learn_tau: bool = True  # [ours]
     fg_pixel_pool: int = 1  # adaptive-pool size of the pixel map for the fg prototype [ours]
+    # background prior (Table VII switch): the masked-text context in the background prototypes;
+    # False: the learnable tokens alone (and no masked-text pass) [paper: switchable prior]
+    bg_prior: bool = True
+    # paper variant: adaptive-pool sizes of the masked text and the pixel map that the background
+    # tokens attend to [paper: adaptive pooling; the sizes ours]
+    bg_pool_sizes: tuple[int, ...] = (1, 2, 4)
+    # paper variant: how a pixel's scores against the background prototypes become one score:
+    # "max" (background if any prototype beats the target), "logsumexp", "mean" [ours]
+    bg_reduce: str = "max"
 
 
 @dataclass
@@ -124,8 +156,10 @@ class LossConfig:
     rec_weight: float = 0.1  # [paper]
     class_weights: tuple[float, ...] | None = (0.9, 1.1)  # (bg, fg) [parent]
     dice_weight: float = 0.0  # 0.1 in the parents' optional term [parent]
-    ce_type: str = "ce"  # "ce" or "gce" (generalized CE, Zhang & Sabuncu 2018) [paper cites]
-    gce_q: float = 0.7  # [ours]
+    # "ce" or "gce": generalized cross entropy (Zhang & Sabuncu 2018), (1 - p_y^q) / q, which the
+    # paper uses for its segmentation terms [paper]; q -> 0 is CE, q = 1 the MAE
+    ce_type: str = "ce"
+    gce_q: float = 0.7  # [ours: the GCE paper's default]
 
 
 @dataclass
@@ -179,13 +213,24 @@ def _build(cls, values: dict[str, Any], where: str):
     return cls(**out)
 
 
+VARIANT_SECTIONS = ("bsc", "mci", "fgbg")
+
+
 def config_from_dict(d: dict[str, Any]) -> BTDNetConfig:
-    """Inverse of :func:`config_to_dict`; unknown keys raise :class:`ConfigError`."""
+    """Inverse of :func:`config_to_dict`; unknown keys raise :class:`ConfigError`.
+
+    A section of ``VARIANT_SECTIONS`` without a ``variant`` key was written before the paper
+    variants existed: it is read as ``"legacy"``, so old checkpoints rebuild what they trained."""
     d = dict(d)
     sections = {}
     for name in SECTIONS:
         sub_cls = {f.name: f for f in dataclasses.fields(BTDNetConfig)}[name].default_factory
-        sections[name] = _build(sub_cls, dict(d.pop(name, {}) or {}), name)
+        values = dict(d.pop(name, {}) or {})
+        if name in VARIANT_SECTIONS:
+            values.setdefault("variant", "legacy")
+            if values["variant"] not in VARIANTS:
+                raise ConfigError(f"{name}.variant must be one of {', '.join(VARIANTS)}, not {values['variant']!r}")
+        sections[name] = _build(sub_cls, values, name)
     top = _build(BTDNetConfig, d, "the model config")
     return dataclasses.replace(top, **sections)
 
