@@ -4,17 +4,19 @@
     Prediction" (BTDNet, arXiv 2502.08486).
 
 The authors released no code; the project design note ``btdnet.md`` is our reconstruction and every
-module marks its choices [paper] / [parent] (LAVT -> RMSIN -> FIANet) / [ours].
+module marks its choices [paper] / [parent] (LAVT -> RMSIN -> FIANet) / [ours]. BSC, MCI and Fg-Bg
+each have a ``variant``: ``"paper"`` (what the presets build) or ``"legacy"`` (the earlier modules,
+which checkpoints saved before the paper variants rebuild); docs/model.md lists the switches.
 
 Modules (one per component, in the order of the paper's figure)
 ----------------------------------------------------------------
 ``config``      dataclass config tree (every [ours] choice is a value)
 ``text``        tokenizer, noun-phrase maskers (NLTK / lexicon fallback), :class:`TextProcessor`
 ``encoders``    Swin (timm) / EfficientNet-Lite0 stages and BERT layers grouped into stages
-``bsc``         Bidirectional Spatial Correlation (zero-init residuals)
-``mci``         Multi-scale Context Integration
+``bsc``         Bidirectional Spatial Correlation (local-window affinities in both directions)
+``mci``         Multi-scale Context Integration (multi-scale attention + V<->L cross-attention)
 ``decoder``     top-down FPN decoder to 1/4 resolution
-``fgbg``        target/background twin-stream predictor
+``fgbg``        target/background twin-stream predictor (the final logits)
 ``dmols``       D-MOLS joint reconstruction head (training only)
 ``losses``      L_ce(final) + 0.6 L_fgbg + 0.1 L_rec (+ Dice / GCE options)
 ``btdnet``      the model, its output type, :func:`param_groups`
@@ -51,7 +53,7 @@ Training interface (stable; used by the trainer)
 Everything runs offline: weights only from local files or the two pip packages.
 """
 
-from rrsis_geo.models.btdnet import BTDNet, BTDNetOutput, TextCache, param_groups, unwrap_model
+from rrsis_geo.models.btdnet import ENCODER_PREFIXES, BTDNet, BTDNetOutput, TextCache, param_groups, unwrap_model
 from rrsis_geo.models.checkpoint import load_checkpoint, read_metadata, save_checkpoint
 from rrsis_geo.models.config import BTDNetConfig, config_from_dict, config_to_dict
 from rrsis_geo.models.inference import BTDNetPredictor, load_predictor
@@ -59,7 +61,7 @@ from rrsis_geo.models.registry import create_model, get_config, list_presets
 from rrsis_geo.models.text import TextProcessor
 
 __all__ = [
-    "BTDNet", "BTDNetConfig", "BTDNetOutput", "BTDNetPredictor", "TextCache", "TextProcessor",
+    "ENCODER_PREFIXES", "BTDNet", "BTDNetConfig", "BTDNetOutput", "BTDNetPredictor", "TextCache", "TextProcessor",
     "config_from_dict", "config_to_dict", "create_model", "get_config", "list_presets",
     "load_checkpoint", "load_predictor", "param_groups", "read_metadata", "save_checkpoint", "unwrap_model",
 ]

@@ -1,5 +1,7 @@
 """The preset registry: ``create_model(name, **overrides)`` in the timm style.
 
+Every preset builds the paper's BSC, MCI and Fg-Bg (``variant="paper"``; docs/model.md).
+
 * ``btdnet-b``    the paper's model [paper]: Swin-B (window 12) + bert-base-uncased. Random
   weights unless the user names files: ``vision__weights=".../swin_base_patch4_window12_384_22k.pth"``,
   ``text__weights=".../bert-base-uncased/"``.
@@ -20,7 +22,7 @@ import torch
 
 from rrsis_geo.errors import ModelError
 from rrsis_geo.models.config import (
-    BSCConfig, BTDNetConfig, DecoderConfig, DMOLSConfig, FgBgConfig, MCIConfig, TextConfig, VisionConfig,
+    BSCConfig, BTDNetConfig, DecoderConfig, DMOLSConfig, FgBgConfig, LossConfig, MCIConfig, TextConfig, VisionConfig,
     apply_overrides,
 )
 
@@ -36,8 +38,8 @@ def register_preset(name: str):
 
 @register_preset("btdnet-b")
 def btdnet_b() -> BTDNetConfig:
-    """Swin-B w12 + BERT-base, 4 text stages of 3 layers [paper]."""
-    return BTDNetConfig(name="btdnet-b")
+    """Swin-B w12 + BERT-base, 4 text stages of 3 layers, generalized CE [paper]."""
+    return BTDNetConfig(name="btdnet-b", loss=LossConfig(ce_type="gce"))
 
 
 @register_preset("btdnet-lite")
