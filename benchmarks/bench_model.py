@@ -2,6 +2,7 @@
 
     python benchmarks/bench_model.py                 # CPU: every preset
     python benchmarks/bench_model.py --presets btdnet-lite --reps 5 --threads 4
+    python benchmarks/bench_model.py --variants paper legacy   # the paper's BSC/MCI/Fg-Bg vs the earlier ones
     python benchmarks/bench_model.py --gpu-only      # CUDA: btdnet-b fp32 vs bf16, batch 1/8/32
 
 Prints figures; it is not a test. Latency covers ``predict`` on normalised tiles with the
@@ -25,16 +26,19 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's rrsis_geo
 
 
-def cpu_section(presets, size, reps, threads):
+LEGACY = {"bsc": {"variant": "legacy"}, "mci": {"variant": "legacy"}, "fgbg": {"variant": "legacy"}}
+
+
+def cpu_section(presets, size, reps, threads, variants=("paper",)):
     from rrsis_geo.models import create_model
     from rrsis_geo.models.inference import BTDNetPredictor, info_from_model
     from rrsis_geo.models.summary import count_parameters, estimate_flops
 
     torch.set_num_threads(threads)
     print(f"\n## CPU ({threads} threads, torch {torch.__version__}), one {size}x{size} tile, batch 1")
-    print(f"{'preset':12s} {'params (M)':>10s} {'infer (M)':>10s} {'GFLOPs':>8s} {'median s/tile':>14s} {'min':>7s}")
-    for name in presets:
-        model = create_model(name, pretrained=False)
+    print(f"{'preset':12s} {'variant':8s} {'params (M)':>10s} {'infer (M)':>10s} {'GFLOPs':>8s} {'median s/tile':>14s} {'min':>7s}")
+    for name, variant in [(p, v) for p in presets for v in variants]:
+        model = create_model(name, pretrained=False, **(LEGACY if variant == "legacy" else {}))
         params = count_parameters(model)
         infer = params["total"] - params["dmols"]
         gflops = estimate_flops(model, size) / 1e9
@@ -47,7 +51,7 @@ def cpu_section(presets, size, reps, threads):
             t0 = time.perf_counter()
             pred.predict(tiles, enc)
             times.append(time.perf_counter() - t0)
-        print(f"{name:12s} {params['total'] / 1e6:10.1f} {infer / 1e6:10.1f} {gflops:8.1f} "
+        print(f"{name:12s} {variant:8s} {params['total'] / 1e6:10.1f} {infer / 1e6:10.1f} {gflops:8.1f} "
               f"{statistics.median(times):14.2f} {min(times):7.2f}")
 
 
@@ -93,6 +97,8 @@ def main():
     ap.add_argument("--presets", nargs="+", default=["btdnet-tiny", "btdnet-lite", "btdnet-b"])
     ap.add_argument("--size", type=int, default=512)
     ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--variants", nargs="+", choices=["paper", "legacy"], default=["paper"],
+                    help="BSC/MCI/Fg-Bg variants to time on the CPU (docs/model.md)")
     ap.add_argument("--threads", type=int, default=min(os.cpu_count() or 1, 16))
     ap.add_argument("--gpu-preset", default="btdnet-b")
     ap.add_argument("--batches", type=int, nargs="+", default=[1, 8, 32])
@@ -101,7 +107,7 @@ def main():
     args = ap.parse_args()
     warnings.filterwarnings("ignore")
     if not args.gpu_only:
-        cpu_section(args.presets, args.size, args.reps, args.threads)
+        cpu_section(args.presets, args.size, args.reps, args.threads, args.variants)
     if torch.cuda.is_available():
         gpu_section(args.gpu_preset, args.size, args.batches, args.compile)
     else:
