@@ -110,36 +110,24 @@ def cosine_logits(p: torch.Tensor, fg: torch.Tensor, bg: torch.Tensor, log_scale
     return torch.stack([BG_REDUCE[reduce](bg_scores), fg_score], 1)
 
 
-class TwinStreamPredictor(nn.Module):
+class TwinStreamPredictor(FgBgPredictor):
     """The paper's Fg-Bg: P (B, d, h, w), MCI-refined words (B, T, dim), masked-text features ->
-    logits (B, 2, h, w) = [bg, fg] (see the module docstring)."""
+    logits (B, 2, h, w) = [bg, fg] (see the module docstring). Shares the legacy predictor's
+    target stream [paper], background tokens [paper], masked-text projection and temperature."""
 
     def __init__(self, pix_dim: int, text_dim: int, masked_dim: int, cfg: FgBgConfig):
-        super().__init__()
         from rrsis_geo.errors import ConfigError
 
         if cfg.bg_reduce not in BG_REDUCE:
             raise ConfigError(f"fgbg.bg_reduce must be one of {', '.join(BG_REDUCE)}, not {cfg.bg_reduce!r}")
         if not cfg.bg_pool_sizes or min(cfg.bg_pool_sizes) < 1:
             raise ConfigError(f"fgbg.bg_pool_sizes must be positive sizes, got {tuple(cfg.bg_pool_sizes)}")
+        super().__init__(pix_dim, text_dim, masked_dim, cfg)
         d = pix_dim
-        self.cfg = cfg
-        self.pool = cfg.fg_pixel_pool
-        # target stream [paper]
-        self.fg_text = nn.Linear(text_dim, d)
-        self.fg_pixel = nn.Sequential(nn.Linear(d * self.pool ** 2, d), nn.GELU(), nn.Linear(d, d))
-        # background stream: learnable tokens reading a pooled context [paper]
-        self.bg_tokens = nn.Parameter(torch.zeros(cfg.n_bg_tokens, d))
-        nn.init.trunc_normal_(self.bg_tokens, std=0.02)
-        self.bg_text = nn.Linear(masked_dim, d) if cfg.bg_prior else None  # masked-text prior [paper]
+        # the background tokens read a pooled context [paper: adaptive pooling; attention ours]
         self.bg_pixel = nn.Linear(d, d)
-        self.bg_attn = nn.MultiheadAttention(d, 1, batch_first=True)  # [ours]
+        self.bg_attn = nn.MultiheadAttention(d, 1, batch_first=True)
         self.bg_norm = nn.LayerNorm(d)
-        log_scale = torch.tensor(math.log(1.0 / cfg.tau))
-        if cfg.learn_tau:
-            self.log_scale = nn.Parameter(log_scale)
-        else:
-            self.register_buffer("log_scale", log_scale)
 
     def background_context(self, p: torch.Tensor, masked_text: torch.Tensor | None,
                            masked_mask: torch.Tensor | None) -> torch.Tensor:
