@@ -72,7 +72,7 @@ class BSCConfig:
     stage0_max_kernel: int = 3  # legacy only: bounds memory at the 1/4 stage [ours]
     key_dim: int = 256  # width of the affinities / attention [ours]
     residual_init: float = 0.0  # legacy only: the zero-init residual scalars [ours]
-    # Ablation switches (Tables V-VI; paper variant): the stages (0-based) whose BSC updates the
+    # Ablation switches (paper variant): the stages (0-based) whose BSC updates the
     # image stream from the text (language-to-vision, "l2v") and the text stream from the image
     # (vision-to-language, "v2l"); a stage in neither list is an identity.
     # V2L-only: l2v_stages=[]; L2V-only: v2l_stages=[]; no BSC: both [].
@@ -127,8 +127,8 @@ class FgBgConfig:
     tau: float = 0.1  # cosine temperature [ours]
     learn_tau: bool = True  # [ours]
     fg_pixel_pool: int = 1  # adaptive-pool size of the pixel map for the fg prototype [ours]
-    # background prior (Table VII switch): the masked-text context in the background prototypes;
-    # False: the learnable tokens alone (and no masked-text pass) [paper: switchable prior]
+    # background prior (an ablation switch): the masked-text context in the background prototypes;
+    # False: the background prototypes come from the learnable tokens and the pixels alone [ours]
     bg_prior: bool = True
     # paper variant: adaptive-pool sizes of the masked text and the pixel map that the background
     # tokens attend to [paper: adaptive pooling; the sizes ours]
