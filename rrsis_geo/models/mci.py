@@ -8,7 +8,8 @@ features of each token's normalised (x, y) position in the frame) [ours]; the se
 back into the four maps afterwards. Nothing depends on the input size. One iteration::
 
     vis = MSA(vis, pool(vis))    image tokens attend to the tokens of all scales     [paper]
-                                 (keys pooled to <= kv_pool^2 per scale)             [ours]
+                                 (keys pooled to <= kv_pool^2 per scale; the scales
+                                 taking part: attn_levels)                           [ours]
     txt = XA(txt, vis)           the words gather visual context (+FFN)              [paper]
     vis = XA(vis, txt)           the image tokens read the updated words (+FFN)      [paper]
 
@@ -80,21 +81,38 @@ class MCI(nn.Module):
         self.vis_layers = nn.ModuleList(CrossAttentionLayer(d, cfg.heads, cfg.ffn_ratio, cfg.dropout)
                                         for _ in range(cfg.iters))
         self.kv_pool = cfg.kv_pool
+        self.attn_levels = tuple(sorted(set(cfg.attn_levels)))
+        if cfg.variant == "paper" and (not self.attn_levels or not set(self.attn_levels) <= set(range(len(v_dims)))):
+            raise ConfigError(f"mci.attn_levels must name levels among 0..{len(v_dims) - 1}, got {tuple(cfg.attn_levels)}")
         # multi-scale attention among the image tokens [paper]; absent in the legacy variant
         self.self_layers = (nn.ModuleList(CrossAttentionLayer(d, cfg.heads, cfg.ffn_ratio, cfg.dropout)
                                           for _ in range(cfg.iters)) if cfg.variant == "paper" else None)
 
-    def pooled_scales(self, vis: torch.Tensor, shapes: list) -> torch.Tensor:
-        """The keys of the multi-scale attention: each scale's tokens average-pooled to at most
-        ``kv_pool`` x ``kv_pool`` cells, concatenated (B, N', dim) [ours]."""
-        out, start = [], 0
-        for h, w in shapes:
-            x = vis[:, start:start + h * w].transpose(1, 2).reshape(vis.shape[0], -1, h, w)
-            start += h * w
+    def pooled_scales(self, levels: list[torch.Tensor], shapes: list) -> torch.Tensor:
+        """The keys of the multi-scale attention: each level's tokens (B, h*w, dim) average-pooled
+        to at most ``kv_pool`` x ``kv_pool`` cells, concatenated (B, N', dim) [ours]."""
+        out = []
+        for x, (h, w) in zip(levels, shapes):
+            x = x.transpose(1, 2).reshape(x.shape[0], -1, h, w)
             if h > self.kv_pool or w > self.kv_pool:
                 x = F.adaptive_avg_pool2d(x, (min(h, self.kv_pool), min(w, self.kv_pool)))
             out.append(x.flatten(2).transpose(1, 2))
         return torch.cat(out, 1)
+
+    def multiscale_attention(self, layer: nn.Module, vis: torch.Tensor, shapes: list) -> torch.Tensor:
+        """The tokens of ``attn_levels`` attend to those levels' pooled tokens; the other
+        levels' tokens pass through."""
+        bounds = [0]
+        for h, w in shapes:
+            bounds.append(bounds[-1] + h * w)
+        levels = [vis[:, bounds[i]:bounds[i + 1]] for i in range(len(shapes))]
+        chosen = [levels[i] for i in self.attn_levels]
+        out = layer(torch.cat(chosen, 1), self.pooled_scales(chosen, [shapes[i] for i in self.attn_levels]))
+        start = 0
+        for i in self.attn_levels:
+            n = levels[i].shape[1]
+            levels[i], start = out[:, start:start + n], start + n
+        return torch.cat(levels, 1)
 
     def forward(self, feats: list[torch.Tensor], l: torch.Tensor, mask: torch.Tensor):
         """Returns (maps: list of (B, dim, Hi, Wi), visual tokens (B, N, dim), text (B, T, dim))."""
@@ -111,7 +129,7 @@ class MCI(nn.Module):
         pad = ~mask.bool()
         for i, (t_layer, v_layer) in enumerate(zip(self.text_layers, self.vis_layers)):
             if self.self_layers is not None:
-                vis = self.self_layers[i](vis, self.pooled_scales(vis, shapes))  # [paper: multi-scale attention]
+                vis = self.multiscale_attention(self.self_layers[i], vis, shapes)  # [paper]
             txt = t_layer(txt, vis)  # language queries gather visual context [paper]
             vis = v_layer(vis, txt, pad)  # visual tokens read the updated language [paper]
         maps, start = [], 0

