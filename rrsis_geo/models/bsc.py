@@ -5,8 +5,9 @@ BTDNet (arXiv 2502.08486), Sec. III-C2 and Fig. 4. Two variants (``BSCConfig.var
 ``"paper"`` (:class:`BSCBlock`, new models), as the paper's text describes it::
 
     for k in kernel_sizes (1, 3, 5):                                                   [paper]
-        V_k = mean of the k x k window around every pixel of Wv V                       [paper: unfold]
-        L_k = mean of the k-token window around every word of Wl L (valid words only)   [paper: unfold]
+        V_k = mean of the k x k window around every pixel of Wv V        [paper: unfold; the mean ours]
+        L_k = mean of the k-token window around every word of Wl L       [paper: unfold; the mean ours]
+              (valid words only)
     A_dir = sum_k softmax(w_dir)_k  V_k L_k^T / sqrt(d)     learnable per-field weights [paper]
     U_v = Conv(softmax_words(A_l2v) Vl(L))                  language-to-vision          [paper]
     U_l = Lin(softmax_pixels(A_v2l^T) Vv(V))                vision-to-language          [paper]
@@ -192,8 +193,8 @@ class LocalAffinity(nn.Module):
     def forward(self, v: torch.Tensor, l: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
         """{direction: (B, HW, T) affinity}."""
         kv, kl = self.v_key(v), self.l_key(l)
-        per_k = [torch.bmm(window_mean_2d(kv, k).flatten(2).transpose(1, 2),  # B, HW, d   [paper: unfold pixels]
-                           window_mean_1d(kl, mask, k).transpose(1, 2))  # B, d, T      [paper: unfold words]
+        per_k = [torch.bmm(window_mean_2d(kv, k).flatten(2).transpose(1, 2),  # B, HW, d [paper: unfold pixels; mean ours]
+                           window_mean_1d(kl, mask, k).transpose(1, 2))  # B, d, T [paper: unfold words; mean ours]
                  for k in self.kernel_sizes]
         out = {}
         for d, w in self.field_weights.items():
@@ -231,7 +232,8 @@ class BSCBlock(nn.Module):
         valid = mask.bool()
         u_v = u_l = None
         if self.l2v:  # each pixel reads the words, softmax over the valid words [paper]
-            a = aff["l2v"].masked_fill(~valid[:, None, :], torch.finfo(v.dtype).min).softmax(-1)
+            a = aff["l2v"]
+            a = a.masked_fill(~valid[:, None, :], torch.finfo(a.dtype).min).softmax(-1)
             ctx = torch.bmm(a, self.l_value(l))  # B, HW, d
             u_v = self.v_out(ctx.transpose(1, 2).reshape(b, -1, h, w))
         if self.v2l:  # each word reads the pixels, softmax over the pixels [paper]

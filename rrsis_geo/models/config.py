@@ -91,12 +91,12 @@ class MCIConfig:
     variant: str = "paper"  # "legacy": no attention among the image tokens
     dim: int = 256  # [ours]
     iters: int = 3  # [ours]; 1 suits RefSegRS-sized data
-    # paper variant: every image token of the levels in attn_levels (0 = the 1/4 map) attends to
-    # the tokens of those levels, each level's keys average-pooled to at most kv_pool x kv_pool
-    # cells (bounds memory at 1/4) [ours]; leaving out level 0 (three quarters of the tokens)
-    # cuts the cost of this step by about four
+    # paper variant: every image token of the levels in attn_levels (0 = the 1/4 map; None = all
+    # levels) attends to the tokens of those levels, each level's keys average-pooled to at most
+    # kv_pool x kv_pool cells (bounds memory at 1/4) [ours]; leaving out level 0 (three quarters
+    # of the tokens) cuts the cost of this step by about four
     kv_pool: int = 16
-    attn_levels: tuple[int, ...] = (0, 1, 2, 3)
+    attn_levels: tuple[int, ...] | None = None
     heads: int = 8  # [ours]
     ffn_ratio: float = 4.0  # [ours]
     dropout: float = 0.0  # [ours]
@@ -131,10 +131,10 @@ class FgBgConfig:
     learn_tau: bool = True  # [ours]
     fg_pixel_pool: int = 1  # adaptive-pool size of the pixel map for the fg prototype [ours]
     # background prior (an ablation switch): the masked-text context in the background prototypes;
-    # False: the background prototypes come from the learnable tokens and the pixels alone [ours]
+    # False: the background prototypes are the learnable tokens alone
     bg_prior: bool = True
-    # paper variant: adaptive-pool sizes of the masked text and the pixel map that the background
-    # tokens attend to [paper: adaptive pooling; the sizes ours]
+    # paper variant: adaptive-pool sizes of the masked text that the background tokens attend to
+    # [paper: adaptive pooling; the sizes ours]
     bg_pool_sizes: tuple[int, ...] = (1, 2, 4)
     # paper variant: how a pixel's scores against the background prototypes become one score:
     # "max" (background if any prototype beats the target), "logsumexp", "mean" [ours]

@@ -9,12 +9,12 @@ from the two streams: a pixel is target iff its target score beats the backgroun
 
     fg = Lin(masked-mean of the MCI-refined words) + MLP(adaptive-pool(P))        [paper: target
                                                                                     from the refined text; form ours]
-    C  = [Lin(adaptive-pool_s(masked text)), Lin(adaptive-pool_s(P))] for s in bg_pool_sizes
-                                                                                   [paper: adaptive pooling; sizes ours]
+    C  = [Lin(adaptive-pool_s(masked text)) for s in bg_pool_sizes]               [paper: adaptive pooling of
+                                                                                    the masked text; sizes ours]
     bg_k = LN(t_k + Attn(t_k, C)), t_1..t_5 learnable                              [paper: 5 tokens; attention ours]
     logits = [reduce_k cos(P, bg_k) / tau, cos(P, fg) / tau]                        [ours: cosine, reduce]
 
-``bg_prior=False`` drops the masked-text part of C (the ablation). The model's final logits are
+``bg_prior=False`` (the ablation) drops C: bg_k = LN(t_k). The model's final logits are
 these (no other head) [paper: joint prediction from the twin stream].
 
 ``variant="legacy"`` (:class:`FgBgPredictor`, checkpoints saved before): fg from the BSC-fused
@@ -124,29 +124,25 @@ class TwinStreamPredictor(FgBgPredictor):
             raise ConfigError(f"fgbg.bg_pool_sizes must be positive sizes, got {tuple(cfg.bg_pool_sizes)}")
         super().__init__(pix_dim, text_dim, masked_dim, cfg)
         d = pix_dim
-        # the background tokens read a pooled context [paper: adaptive pooling; attention ours]
-        self.bg_pixel = nn.Linear(d, d)
-        self.bg_attn = nn.MultiheadAttention(d, 1, batch_first=True)
+        # the background tokens read the pooled masked text [paper: adaptive pooling; attention ours]
+        self.bg_attn = nn.MultiheadAttention(d, 1, batch_first=True) if cfg.bg_prior else None
         self.bg_norm = nn.LayerNorm(d)
 
-    def background_context(self, p: torch.Tensor, masked_text: torch.Tensor | None,
-                           masked_mask: torch.Tensor | None) -> torch.Tensor:
-        """(B, N, d): the pixel map and (with the prior) the masked text, each adaptive-pooled at
-        every size of ``bg_pool_sizes`` [paper: adaptive pooling; sizes ours]."""
-        ctx = []
-        for s in self.cfg.bg_pool_sizes:
-            ctx.append(self.bg_pixel(F.adaptive_avg_pool2d(p, s).flatten(2).transpose(1, 2)))
-            if self.bg_text is not None:
-                ctx.append(self.bg_text(adaptive_token_pool(masked_text, masked_mask, s)))
-        return torch.cat(ctx, 1)
+    def background_context(self, masked_text: torch.Tensor, masked_mask: torch.Tensor) -> torch.Tensor:
+        """(B, N, d): the masked text adaptive-pooled over its valid tokens at every size of
+        ``bg_pool_sizes`` [paper: adaptive pooling; sizes ours]."""
+        return torch.cat([self.bg_text(adaptive_token_pool(masked_text, masked_mask, s))
+                          for s in self.cfg.bg_pool_sizes], 1)
 
     def prototypes(self, p: torch.Tensor, text: torch.Tensor, mask: torch.Tensor,
                    masked_text: torch.Tensor | None, masked_mask: torch.Tensor | None):
         pooled = F.adaptive_avg_pool2d(p, self.pool).flatten(1)
         fg = self.fg_text(masked_mean(text, mask)) + self.fg_pixel(pooled)  # B, d
         tokens = self.bg_tokens[None].repeat(p.shape[0], 1, 1)  # a copy: a view of a leaf would keep requires_grad under no_grad
-        ctx = self.background_context(p, masked_text, masked_mask)
-        bg = self.bg_norm(tokens + self.bg_attn(tokens, ctx, ctx, need_weights=False)[0])  # B, K, d
+        if self.bg_attn is not None:  # the masked-text prior [paper]
+            ctx = self.background_context(masked_text, masked_mask)
+            tokens = tokens + self.bg_attn(tokens, ctx, ctx, need_weights=False)[0]
+        bg = self.bg_norm(tokens)  # B, K, d
         return fg, bg
 
     def forward(self, p: torch.Tensor, text: torch.Tensor, mask: torch.Tensor,

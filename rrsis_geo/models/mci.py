@@ -81,7 +81,8 @@ class MCI(nn.Module):
         self.vis_layers = nn.ModuleList(CrossAttentionLayer(d, cfg.heads, cfg.ffn_ratio, cfg.dropout)
                                         for _ in range(cfg.iters))
         self.kv_pool = cfg.kv_pool
-        self.attn_levels = tuple(sorted(set(cfg.attn_levels)))
+        levels = range(len(v_dims)) if cfg.attn_levels is None else cfg.attn_levels
+        self.attn_levels = tuple(sorted(set(levels)))
         if cfg.variant == "paper" and (not self.attn_levels or not set(self.attn_levels) <= set(range(len(v_dims)))):
             raise ConfigError(f"mci.attn_levels must name levels among 0..{len(v_dims) - 1}, got {tuple(cfg.attn_levels)}")
         # multi-scale attention among the image tokens [paper]; absent in the legacy variant

@@ -63,7 +63,7 @@ def test_metadata_is_complete(ckpt, small_model):
     assert meta["metrics"] == {"oIoU": 1.0} and meta["provenance"]["preset"] == "btdnet-tiny"
     # the stored config rebuilds the same architecture
     assert meta["config"]["mci"] == {"variant": "paper", "dim": 32, "iters": 1, "heads": 2, "ffn_ratio": 2.0,
-                                     "dropout": 0.0, "kv_pool": 16, "attn_levels": [0, 1, 2, 3], "position": "none",
+                                     "dropout": 0.0, "kv_pool": 16, "attn_levels": None, "position": "none",
                                      "position_freqs": 8}
 
 

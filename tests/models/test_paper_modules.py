@@ -196,11 +196,11 @@ def test_mci_refined_text_drives_the_target_prototype(text_batch, images):
 
 
 def test_background_prior_switch(text_proc, images):
-    """bg_prior off: the masked-text projection is gone (nothing else), and the masked sentence no
-    longer changes the prediction; on, it does."""
+    """bg_prior off: the masked-text projection and the tokens' attention to it are gone (nothing
+    else), and the masked sentence no longer changes the prediction; on, it does."""
     on = create_model("btdnet-tiny", pretrained=False).eval()
     off = create_model("btdnet-tiny", pretrained=False, fgbg={"bg_prior": False}).eval()
-    assert without(keys(on), "fgbg.bg_text.") == keys(off)
+    assert without(keys(on), "fgbg.bg_text.", "fgbg.bg_attn.") == keys(off)
     t = text_proc(["the bridge over the river"])
     other = dict(t, masked_input_ids=t["input_ids"].clone())
     x = images(1, 64, 64)
