@@ -3,6 +3,7 @@
     python benchmarks/bench_model.py                 # CPU: every preset, each at its own input size
     python benchmarks/bench_model.py --presets btdnet-lite rsrefseg-tiny --reps 5 --threads 4
     python benchmarks/bench_model.py --size 512      # every preset on 512-pixel tiles
+    python benchmarks/bench_model.py --variants paper legacy   # BTDNet: the paper's BSC/MCI/Fg-Bg vs the earlier ones
     python benchmarks/bench_model.py --gpu-only      # CUDA: btdnet-b and rsrefseg-b, fp32 vs bf16, batch 1/8/32
 
 Prints figures; it is not a test. Latency covers one model call on a normalised tile with the
@@ -38,16 +39,21 @@ def bench_inputs(model, size: int, batch: int, device):
     return x, text
 
 
-def cpu_section(presets, size, reps, threads):
+#: BTDNet's earlier BSC, MCI and Fg-Bg (what checkpoints saved before the paper variants rebuild)
+LEGACY = {"bsc": {"variant": "legacy"}, "mci": {"variant": "legacy"}, "fgbg": {"variant": "legacy"}}
+
+
+def cpu_section(presets, size, reps, threads, variants=("paper",)):
     from rrsis_geo.models import create_model
     from rrsis_geo.models.registry import architecture_of
     from rrsis_geo.models.summary import count_parameters, estimate_flops
 
     torch.set_num_threads(threads)
     print(f"\n## CPU ({threads} threads, torch {torch.__version__}), one tile, batch 1")
-    print(f"{'preset':14s} {'tile':>5s} {'params (M)':>10s} {'infer (M)':>10s} {'GFLOPs':>9s} {'median s/tile':>14s} {'min':>7s}")
-    for name in presets:
-        model = create_model(name, pretrained=False).eval()
+    print(f"{'preset':14s} {'variant':8s} {'tile':>5s} {'params (M)':>10s} {'infer (M)':>10s} {'GFLOPs':>9s} {'median s/tile':>14s} {'min':>7s}")
+    runs = [(p, v) for p in presets for v in (variants if p.startswith("btdnet") else ("-",))]
+    for name, variant in runs:
+        model = create_model(name, pretrained=False, **(LEGACY if variant == "legacy" else {})).eval()
         arch = architecture_of(model)
         tile = size or arch.settings(model.cfg)["input_size"]
         params = count_parameters(model)
@@ -63,7 +69,7 @@ def cpu_section(presets, size, reps, threads):
                 t0 = time.perf_counter()
                 model(x, text, text_cache=cache)
                 times.append(time.perf_counter() - t0)
-        print(f"{name:14s} {tile:5d} {params['total'] / 1e6:10.1f} {infer / 1e6:10.1f} {gflops:9.2f} "
+        print(f"{name:14s} {variant:8s} {tile:5d} {params['total'] / 1e6:10.1f} {infer / 1e6:10.1f} {gflops:9.2f} "
               f"{statistics.median(times):14.3f} {min(times):7.3f}")
         del model
 
@@ -113,6 +119,8 @@ def main():
                     default=["btdnet-tiny", "btdnet-lite", "btdnet-b", "rsrefseg-tiny", "rsrefseg-b"])
     ap.add_argument("--size", type=int, default=None, help="tile side for every preset (default: each one's input size)")
     ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--variants", nargs="+", choices=["paper", "legacy"], default=["paper"],
+                    help="BSC/MCI/Fg-Bg variants to time on the CPU (docs/model.md)")
     ap.add_argument("--threads", type=int, default=min(os.cpu_count() or 1, 16))
     ap.add_argument("--gpu-presets", nargs="+", default=["btdnet-b", "rsrefseg-b"])
     ap.add_argument("--batches", type=int, nargs="+", default=[1, 8, 32])
@@ -121,7 +129,7 @@ def main():
     args = ap.parse_args()
     warnings.filterwarnings("ignore")
     if not args.gpu_only:
-        cpu_section(args.presets, args.size, args.reps, args.threads)
+        cpu_section(args.presets, args.size, args.reps, args.threads, args.variants)
     if torch.cuda.is_available():
         for preset in args.gpu_presets:
             gpu_section(preset, args.size, args.batches, args.compile)

@@ -1,7 +1,9 @@
 """Training / evaluation transforms for dict samples. No flips: they break "left"/"right".
 
-``Resize`` brings ``image`` (bilinear, no aspect keep) and ``mask`` (nearest) to the model size,
-keeping the native mask as ``mask_native`` when asked (for native-resolution evaluation).
+``Resize`` brings ``image`` (bilinear, no aspect keep; with ``antialias`` a downscale averages
+every source pixel it covers, as PIL's resize in the parents' loaders does, e.g. RRSIS-D's
+800 -> 512) and ``mask`` (nearest) to the model size, keeping the native mask as ``mask_native``
+when asked (for native-resolution evaluation).
 ``Occlude`` paints black boxes on a fixed share of samples (RMSIN's augmentation); its
 randomness comes from (seed, epoch, sample index) only, so it is identical across worker counts,
 processes and resumed runs. ``Normalize`` applies mean/std to [0, 1] pixels.
@@ -33,9 +35,10 @@ class Compose:
 
 
 class Resize:
-    def __init__(self, size: int, keep_native: bool = False):
+    def __init__(self, size: int, keep_native: bool = False, antialias: bool = False):
         self.size = int(size)
         self.keep_native = keep_native
+        self.antialias = bool(antialias)
 
     def __call__(self, sample: dict) -> dict:
         sample = dict(sample)
@@ -43,7 +46,8 @@ class Resize:
         if self.keep_native:
             sample["mask_native"] = mask
         if tuple(image.shape[-2:]) != (self.size, self.size):
-            sample["image"] = F.interpolate(image[None], size=(self.size, self.size), mode="bilinear", align_corners=False)[0]
+            sample["image"] = F.interpolate(image[None], size=(self.size, self.size), mode="bilinear", align_corners=False,
+                                            antialias=self.antialias)[0]
             sample["mask"] = F.interpolate(mask[None, None].float(), size=(self.size, self.size), mode="nearest")[0, 0].to(torch.uint8)
         return sample
 
@@ -93,8 +97,9 @@ class Normalize:
 
 
 def build_transforms(size: int, train: bool, mean=IMAGENET_MEAN, std=IMAGENET_STD, occlusion_p: float = 0.0,
-                     occlusion_box: int = 32, occlusion_boxes: int = 1, seed: int = 0, keep_native: bool = False) -> Compose:
-    ts = [Resize(size, keep_native=keep_native)]
+                     occlusion_box: int = 32, occlusion_boxes: int = 1, seed: int = 0, keep_native: bool = False,
+                     antialias: bool = False) -> Compose:
+    ts = [Resize(size, keep_native=keep_native, antialias=antialias)]
     if train and occlusion_p > 0:
         ts.append(Occlude(occlusion_p, occlusion_box, occlusion_boxes, seed))
     ts.append(Normalize(mean, std))

@@ -6,6 +6,10 @@ Architectures (one subpackage each; each registers itself with :mod:`.registry`)
                 top-down against the paper's figure and mark each choice [paper] / [parent] / [ours]
 ``rsrefseg/``   RSRefSeg (Chen et al. 2025): SigLIP image and text towers prompting SAM
 
+BTDNet's BSC, MCI and Fg-Bg each have a ``variant``: ``"paper"`` (what the presets build) or
+``"legacy"`` (the earlier modules, which checkpoints saved before the paper variants rebuild);
+docs/model.md lists the switches.
+
 Shared machinery (generic over architectures)
 ---------------------------------------------
 ``registry``    :class:`Architecture`, presets of every architecture and :func:`create_model`

@@ -56,6 +56,7 @@ def build_bundle(name: str, overrides: dict | None = None, init: str | Path | No
     """
     import rrsis_geo.models as models
     from rrsis_geo.errors import ConfigError
+    from rrsis_geo.models.registry import architecture_of
 
     overrides = dict(overrides or {})
     if input_size is not None:
@@ -63,10 +64,13 @@ def build_bundle(name: str, overrides: dict | None = None, init: str | Path | No
     if init is not None:
         if not Path(init).expanduser().exists():
             raise ConfigError(f"model.init: {init} does not exist (make it with `rrsis init-weights ... -o {init}`)")
-        model, _meta = models.load_checkpoint(Path(init).expanduser())
+        model, meta = models.load_checkpoint(Path(init).expanduser())
         extra = {k: v for k, v in overrides.items() if k != "input_size"}
         if extra:
-            model = grow_model(model, extra, seed=seed, source=init)
+            # an `rrsis init-weights` file holds pretrained encoders and untrained heads: overrides
+            # may rebuild its heads (mci.iters, the variants), never its encoders
+            keep = tuple(architecture_of(model).encoders(model.cfg)) if meta.get("init") else None
+            model = grow_model(model, extra, seed=seed, source=init, keep=keep)
         if input_size is not None:
             model.cfg.input_size = int(input_size)
         model.cfg.threshold = 0.5  # a calibrated threshold belongs to the weights it was chosen for
@@ -79,11 +83,14 @@ def build_bundle(name: str, overrides: dict | None = None, init: str | Path | No
     return wrap_model(model, name)
 
 
-def grow_model(model: nn.Module, overrides: dict, *, seed: int = 0, source="model.init") -> nn.Module:
+def grow_model(model: nn.Module, overrides: dict, *, seed: int = 0, source="model.init",
+               keep: tuple[str, ...] | None = None) -> nn.Module:
     """``model`` rebuilt with config ``overrides`` and its weights carried over: the way to add a
     module to a trained model (``decoder.fine_stride: 2`` adds the detail refinement). Every tensor
-    of ``model`` must keep its name and shape in the new one; tensors only the new model has start
-    from their initialisation (seeded). Anything else is a :class:`ConfigError`."""
+    of ``model`` (with ``keep``, every tensor whose name starts with one of those prefixes) must
+    keep its name and shape in the new one; the others carry over where name and shape still
+    match; tensors only the new model has start from their initialisation (seeded). Anything else
+    is a :class:`ConfigError`."""
     from rrsis_geo.errors import ConfigError
     from rrsis_geo.models.registry import architecture_of, build_model
 
@@ -93,6 +100,9 @@ def grow_model(model: nn.Module, overrides: dict, *, seed: int = 0, source="mode
     except (TypeError, ConfigError) as exc:
         raise ConfigError(f"model.overrides on {source}: {exc}") from None
     old, new = model.state_dict(), grown.state_dict()
+    if keep is not None:
+        kept = {k: v for k, v in old.items() if k.startswith(tuple(keep))}
+        old = dict(kept, **{k: v for k, v in old.items() if k in new and v.shape == new[k].shape})
     lost = sorted(set(old) - set(new))
     reshaped = sorted(k for k in set(old) & set(new) if old[k].shape != new[k].shape)
     if lost or reshaped:

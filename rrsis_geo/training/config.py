@@ -40,6 +40,9 @@ DEFAULTS: dict[str, Any] = {
         "train_split": "train",
         "val_split": "val",
         "input_size": 512,
+        # antialiased bilinear downscaling to input_size (what PIL's resize in the parents' loaders
+        # does; RRSIS-D's 800 px images); false: plain bilinear, as runs before this key
+        "antialias": False,
         "occlusion_p": 0.0,  # RMSIN's occlusion augmentation: share of samples with black boxes
         "occlusion_box": 32,
         "occlusion_boxes": 1,
@@ -68,7 +71,10 @@ DEFAULTS: dict[str, Any] = {
     },
     "optim": {
         "epochs": 50,
-        "batch_size": 8,  # global: summed over processes and accumulation steps
+        "batch_size": 8,  # global: summed over processes and accumulation steps (see batch_size_scope)
+        # "global": batch_size is the whole step's batch; "per_process": it is each process's share,
+        # so the global batch is batch_size x processes (the parents' code: 8 per GPU x 4 GPUs = 32)
+        "batch_size_scope": "global",
         "accumulation": 1,
         "encoder_lr": 1.0e-5,
         "head_lr": 1.0e-4,
@@ -101,6 +107,7 @@ CHOICES = {
     "data.format": ("rrsisd", "refsegrs", "custom"),
     "data.on_error": ("raise", "skip"),
     "optim.amp": ("off", "bf16", "fp16"),
+    "optim.batch_size_scope": ("global", "per_process"),
     "eval.empty": ("zero", "one", "exclude"),
 }
 FREE_FORM = {"model.overrides"}  # dicts whose keys are checked by their owner (create_model)
@@ -245,6 +252,12 @@ def load_config(path=None, overrides=()) -> dict:
     return cfg
 
 
+def global_batch_size(optim: dict, world: int) -> int:
+    """Samples per optimizer step over all ``world`` processes: ``optim.batch_size``, or that many
+    per process with ``optim.batch_size_scope: per_process``."""
+    return optim["batch_size"] * (world if optim["batch_size_scope"] == "per_process" else 1)
+
+
 def validate(cfg: dict) -> None:
     o = cfg["optim"]
     if o["epochs"] < 1:
@@ -265,7 +278,7 @@ def dump_config(cfg: dict, path) -> None:
 
 # Keys added after runs were already being saved, with the value that does what runs did before
 # the key existed: at that value they are left out of the fingerprint, so those runs still resume.
-ADDED_LATER = {"data.category_balance": 0.0}
+ADDED_LATER = {"data.category_balance": 0.0, "data.antialias": False, "optim.batch_size_scope": "global"}
 
 
 def _resume_keys(cfg: dict) -> dict:

@@ -32,8 +32,9 @@ def build_datasets(cfg: dict, bundle: ModelBundle):
 
         raise ConfigError(f"the model takes {len(bundle.mean)} bands (vision.in_chans) but {source}")
     size = d["input_size"]
-    train_t = build_transforms(size, True, bundle.mean, bundle.std, d["occlusion_p"], d["occlusion_box"], d["occlusion_boxes"], seed)
-    val_t = build_transforms(size, False, bundle.mean, bundle.std)
+    train_t = build_transforms(size, True, bundle.mean, bundle.std, d["occlusion_p"], d["occlusion_box"], d["occlusion_boxes"], seed,
+                               antialias=d["antialias"])
+    val_t = build_transforms(size, False, bundle.mean, bundle.std, antialias=d["antialias"])
     train = _limit(open_dataset(d["format"], d["root"], d["train_split"], train_t, d["on_error"], **options), d["limit_train"])
     val = None
     if d["val_split"]:

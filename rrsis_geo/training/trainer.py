@@ -37,7 +37,7 @@ from torch.utils.data import DataLoader
 from rrsis_geo.data.transforms import collate
 from rrsis_geo.errors import Cancelled, CheckpointError, ConfigError
 from rrsis_geo.training.bundle import ModelBundle, output_field
-from rrsis_geo.training.config import diff_keys, dump_config, fingerprint
+from rrsis_geo.training.config import diff_keys, dump_config, fingerprint, global_batch_size
 from rrsis_geo.training.evaluate import autocast_context, run_evaluation
 from rrsis_geo.training.logs import ScalarLog, plot_curves
 from rrsis_geo.training.metrics import RefSegMetrics
@@ -190,7 +190,8 @@ class Trainer:
         groups = bundle.param_groups(self.module, encoder_lr=o["encoder_lr"], head_lr=o["head_lr"], weight_decay=o["weight_decay"])
         self.optimizer = torch.optim.AdamW(groups, betas=tuple(o["betas"]))
         self.sample_weights = self._category_weights(float(cfg["data"].get("category_balance", 0.0)))
-        probe = GlobalBatchSampler(len(train_ds), o["batch_size"], accumulation=o["accumulation"], world=self.dist.world)
+        self.batch_size = global_batch_size(o, self.dist.world)
+        probe = GlobalBatchSampler(len(train_ds), self.batch_size, accumulation=o["accumulation"], world=self.dist.world)
         self.steps_per_epoch = probe.steps_per_epoch
         self.total_steps = self.steps_per_epoch * o["epochs"]
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -289,7 +290,7 @@ class Trainer:
     # -- one epoch ----------------------------------------------------------------------------
     def _loader(self, epoch: int, start_step: int) -> DataLoader:
         o, d = self.cfg["optim"], self.cfg["data"]
-        sampler = GlobalBatchSampler(len(self.train_ds), o["batch_size"], accumulation=o["accumulation"], rank=self.dist.rank,
+        sampler = GlobalBatchSampler(len(self.train_ds), self.batch_size, accumulation=o["accumulation"], rank=self.dist.rank,
                                      world=self.dist.world, seed=self.cfg["run"]["seed"], epoch=epoch, start_step=start_step,
                                      weights=self.sample_weights)
         if hasattr(self.train_ds, "transforms") and hasattr(self.train_ds.transforms, "set_epoch"):
@@ -372,7 +373,7 @@ class Trainer:
             if self.global_step % lg["every_iters"] == 0 or self.step_in_epoch == self.steps_per_epoch:
                 loss = self._reduce_mean(loss)
                 if self.logger is not None:
-                    row = {"epoch": self.epoch, "loss": loss, **parts, "samples_per_s": o["batch_size"] / max((time.perf_counter() - t0), 1e-9)}
+                    row = {"epoch": self.epoch, "loss": loss, **parts, "samples_per_s": self.batch_size / max((time.perf_counter() - t0), 1e-9)}
                     for g in self.optimizer.param_groups:
                         row[f"lr_{g.get('name', 'group')}"] = g["lr"]
                     if norm is not None:

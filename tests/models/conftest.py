@@ -44,3 +44,16 @@ def make_images(b=2, h=64, w=64, seed=0):
 def images():
     """images(b, h, w, seed=0) -> a seeded random normalised image batch."""
     return make_images
+
+
+# the earlier reconstruction of BSC / MCI / Fg-Bg, which checkpoints saved before the paper
+# variants hold (rrsis_geo.models.btdnet.config.VARIANTS)
+LEGACY = {"bsc": {"variant": "legacy"}, "mci": {"variant": "legacy"}, "fgbg": {"variant": "legacy"}}
+
+
+@pytest.fixture
+def legacy_tiny():
+    """btdnet-tiny with the legacy variants (random, seed 0), eval mode."""
+    from rrsis_geo.models import create_model
+
+    return create_model("btdnet-tiny", **LEGACY).eval()

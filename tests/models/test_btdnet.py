@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from rrsis_geo.models import create_model, param_groups
+from tests.models.conftest import LEGACY
 
 
 @pytest.mark.parametrize("hw", [(64, 64), (320, 448), (100, 130)])
@@ -25,9 +26,21 @@ def test_output_shape_at_512(tiny, text_proc, images):
     assert out.logits.shape == (1, 2, 512, 512)
 
 
-def test_every_parameter_gets_a_gradient_in_training(text_batch, images):
+def test_every_parameter_gets_a_gradient_at_step_0(text_batch, images):
+    """The paper variants, fresh: every parameter (every BSC weight included) gets gradient."""
     model = create_model("btdnet-tiny").train()
-    # BSC residual scales start at 0, which zeroes the gradient of their branches at step 0;
+    target = (torch.rand(2, 64, 64, generator=torch.Generator().manual_seed(1)) > 0.5).long()
+    out = model(images(2, 64, 64), text_batch, targets=target)
+    assert set(out.losses) == {"ce", "rec"}  # the final logits are the twin stream's: one term
+    out.loss.backward()
+    no_grad = [n for n, p in model.named_parameters() if p.requires_grad and (p.grad is None or not p.grad.abs().sum() > 0)]
+    assert no_grad == []
+    assert any(n.startswith("bsc.0.affinity.") for n, _ in model.named_parameters())
+
+
+def test_legacy_every_parameter_gets_a_gradient_in_training(text_batch, images):
+    model = create_model("btdnet-tiny", **LEGACY).train()
+    # legacy BSC residual scales start at 0, which zeroes the gradient of their branches at step 0;
     # open them so an unused parameter cannot hide behind a zero scale
     with torch.no_grad():
         for blk in model.bsc:
@@ -41,8 +54,8 @@ def test_every_parameter_gets_a_gradient_in_training(text_batch, images):
     assert no_grad == []
 
 
-def test_zero_init_alpha_still_receives_gradient(text_batch, images):
-    model = create_model("btdnet-tiny").train()
+def test_legacy_zero_init_alpha_still_receives_gradient(text_batch, images):
+    model = create_model("btdnet-tiny", **LEGACY).train()
     target = torch.ones(2, 64, 64, dtype=torch.long)
     model(images(2, 64, 64), text_batch, targets=target).loss.backward()
     for blk in model.bsc:
@@ -55,21 +68,27 @@ def test_dmols_inactive_in_eval(tiny, text_batch, images):
     target = torch.zeros(2, 64, 64, dtype=torch.long)
     with torch.no_grad():
         out = tiny(images(2, 64, 64), text_batch, targets=target)
-    assert calls == [] and "rec" not in out.losses and set(out.losses) == {"ce", "fgbg"}
+    assert calls == [] and "rec" not in out.losses and set(out.losses) == {"ce"}
     tiny.train()
     out = tiny(images(2, 64, 64), text_batch, targets=target)
     assert calls == [1] and "rec" in out.losses
 
 
 def test_loss_is_the_configured_weighted_sum(text_batch, images):
-    model = create_model("btdnet-tiny", loss={"fgbg_weight": 0.6, "rec_weight": 0.1, "dice_weight": 0.1}).train()
+    weights = {"fgbg_weight": 0.6, "rec_weight": 0.1, "dice_weight": 0.1}
     target = (torch.rand(2, 64, 64) > 0.7).long()
+    paper = create_model("btdnet-tiny", loss=weights).train()
+    out = paper(images(2, 64, 64), text_batch, targets=target)
+    L = out.losses  # the paper's Fg-Bg: the final logits are the twin stream's, counted once
+    torch.testing.assert_close(out.loss, L["ce"] + 0.1 * L["rec"] + 0.1 * L["dice"])
+    assert torch.equal(out.logits, out.fgbg_logits)
+    model = create_model("btdnet-tiny", loss=weights, **LEGACY).train()
     out = model(images(2, 64, 64), text_batch, targets=target)
     L = out.losses
     expected = L["ce"] + 0.6 * L["fgbg"] + 0.1 * L["rec"] + 0.1 * L["dice"]
     torch.testing.assert_close(out.loss, expected)
     # the class weights [0.9, 1.1] change the CE value
-    plain = create_model("btdnet-tiny", loss={"class_weights": None}).train()
+    plain = create_model("btdnet-tiny", loss={"class_weights": None}, **LEGACY).train()
     plain.load_state_dict(model.state_dict())
     torch.manual_seed(0)
     a = model(images(2, 64, 64), text_batch, targets=target).losses["ce"]
@@ -119,8 +138,9 @@ def test_masked_prior_matters(tiny, text_proc, images):
         assert not torch.allclose(tiny(x, t).fgbg_logits, tiny(x, other).fgbg_logits)
 
 
-def test_bsc_identity_at_init(tiny, text_batch, images):
-    """Step 0: the fused encoders give exactly the pretrained encoders' features [ours: zero init]."""
+def test_legacy_bsc_identity_at_init(legacy_tiny, text_batch, images):
+    """Legacy, step 0: the fused encoders give exactly the pretrained encoders' features [ours: zero init]."""
+    tiny = legacy_tiny
     x = images(2, 64, 64)
     ids, mask = text_batch["input_ids"], text_batch["attention_mask"]
     with torch.no_grad():
@@ -144,11 +164,14 @@ def test_bsc_identity_at_init(tiny, text_batch, images):
     assert not torch.equal(feats2[0], ref[0])
 
 
-def test_padding_tokens_get_no_bsc_update(tiny, text_batch, images):
+@pytest.mark.parametrize("variant", ["paper", "legacy"])
+def test_padding_tokens_get_no_bsc_update(variant, text_batch, images):
+    tiny = create_model("btdnet-tiny", **(LEGACY if variant == "legacy" else {})).eval()
     ids, mask = text_batch["input_ids"], text_batch["attention_mask"]
     with torch.no_grad():
-        for blk in tiny.bsc:
-            blk.alpha_l.fill_(1.0)
+        if variant == "legacy":
+            for blk in tiny.bsc:
+                blk.alpha_l.fill_(1.0)
         l0 = tiny.text.embed(ids)
         l = tiny.text.run_stage(0, l0, tiny.text.additive_mask(mask, l0.dtype))
         v = tiny.vision.run_stage(0, tiny.vision.stem(images(2, 64, 64)))
@@ -169,7 +192,7 @@ def test_param_groups_cover_everything_once():
     nd = set(by["encoder_no_decay"]["param_names"]) | set(by["head_no_decay"]["param_names"])
     assert "vision.layers.0.blocks.0.attn.relative_position_bias_table" in nd
     assert "text.bert.embeddings.position_embeddings.weight" in nd
-    assert "bsc.0.alpha_v" in nd and "vision.layers.0.blocks.0.norm1.weight" in nd
+    assert "bsc.0.v_gate_bias" in nd and "vision.layers.0.blocks.0.norm1.weight" in nd
     assert "vision.layers.0.blocks.0.attn.qkv.weight" in by["encoder"]["param_names"]
     assert "mci.text_layers.0.ffn.0.weight" in by["head"]["param_names"]
     torch.optim.AdamW(groups)  # accepted as is

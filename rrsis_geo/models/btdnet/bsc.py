@@ -1,22 +1,27 @@
 """BSC: Bidirectional Spatial Correlation, the vision<->language exchange after each encoder stage.
 
-BTDNet (arXiv 2502.08486), Sec. "Bidirectional Spatial Correlation" [paper]: language-to-vision
-attention, spatial correlation computed by unfolding windows of several receptive fields whose
-affinities are mixed with learnable weights, vision-to-language attention, and conv +
-InstanceNorm gating. The paper's equations are not in our copy; the layout below follows the
-figure and the LAVT/RMSIN PWAM convention [parent], the sizes are config values [ours].
+BTDNet (arXiv 2502.08486), Sec. III-C2 and Fig. 4. Two variants (``BSCConfig.variant``):
 
-Reading order (matching the figure, left to right)::
+``"paper"`` (:class:`BSCBlock`, new models), as the paper's text describes it::
 
-    A  = L2V(V, L)                      pixel-word attention, language-aware map        [parent]
-    S  = SpatialCorrelation(A)          k x k window affinities, k in kernel_sizes      [paper]
-    U  = V2L(L, V)                      each word attends to the visual map             [paper]
-    V' = V + alpha_v * sigmoid(IN(conv1x1([V, S]))) * S                                 [ours]
-    L' = L + alpha_l * sigmoid(LN(Linear([L, U]))) * U * mask                           [ours]
+    for k in kernel_sizes (1, 3, 5):                                                   [paper]
+        V_k = mean of the k x k window around every pixel of Wv V        [paper: unfold; the mean ours]
+        L_k = mean of the k-token window around every word of Wl L       [paper: unfold; the mean ours]
+              (valid words only)
+    A_dir = sum_k softmax(w_dir)_k  V_k L_k^T / sqrt(d)     learnable per-field weights [paper]
+    U_v = Conv(softmax_words(A_l2v) Vl(L))                  language-to-vision          [paper]
+    U_l = Lin(softmax_pixels(A_v2l^T) Vv(V))                vision-to-language          [paper]
+    V'  = V + sigmoid(IN(Conv1x1([V, U_v])) + b_v) * U_v    conv + IN gating            [paper]
+    L'  = L + sigmoid(LN(Lin([L, U_l])) + b_l) * U_l * mask                              [ours: LN for text]
 
-``alpha_v``/``alpha_l`` are scalars initialised at ``residual_init`` (0): at step 0 a BSC block is
-an exact identity, so the fused encoders start as the pretrained ones [ours]. Padding tokens get
-no update.
+``b_v``/``b_l`` are learnable gate biases starting at ``gate_bias`` (-2): the exchange starts at
+12 % strength, close to the pretrained encoders, and every weight gets gradient at step 0 (a zero
+residual scalar would block all of them) [ours]. ``l2v_stages``/``v2l_stages`` switch each
+direction per stage (the ablations); a stage with neither is :class:`NoExchange`.
+
+``"legacy"`` (:class:`LegacyBSCBlock`, checkpoints saved before the paper variant): LAVT-style
+global pixel-word attention [parent], a k x k self-attention inside the image map, word-to-pixel
+attention, gated updates added through zero-init residual scalars.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from rrsis_geo.errors import ConfigError
 from rrsis_geo.models.btdnet.config import BSCConfig
 
 
@@ -112,8 +118,8 @@ class VisionToLanguage(nn.Module):
         return self.out(torch.bmm(attn, val))
 
 
-class BSCBlock(nn.Module):
-    """One bidirectional exchange after an encoder stage; an exact identity at initialisation."""
+class LegacyBSCBlock(nn.Module):
+    """The legacy exchange after an encoder stage; an exact identity at initialisation."""
 
     def __init__(self, v_dim: int, l_dim: int, cfg: BSCConfig, kernel_sizes: tuple[int, ...]):
         super().__init__()
@@ -137,8 +143,135 @@ class BSCBlock(nn.Module):
 
 
 def stage_kernel_sizes(cfg: BSCConfig, stage: int) -> tuple[int, ...]:
-    """Kernel sizes for one stage: at stage 0 (1/4 resolution) only those <= stage0_max_kernel."""
-    if stage == 0:
+    """Window sizes for one stage. Legacy: at stage 0 (1/4 resolution) only those <=
+    ``stage0_max_kernel``; paper: all of them at every stage (window means cost little)."""
+    if stage == 0 and cfg.variant == "legacy":
         ks = tuple(k for k in cfg.kernel_sizes if k <= cfg.stage0_max_kernel)
         return ks or (1,)
     return tuple(cfg.kernel_sizes)
+
+
+# -- the paper's BSC --------------------------------------------------------------------------
+
+def window_mean_2d(x: torch.Tensor, k: int) -> torch.Tensor:
+    """Mean of the k x k window around every cell of (B, C, H, W), over the cells inside the map."""
+    if k == 1:
+        return x
+    return F.avg_pool2d(x, k, stride=1, padding=k // 2, count_include_pad=False)
+
+
+def window_mean_1d(x: torch.Tensor, mask: torch.Tensor, k: int) -> torch.Tensor:
+    """Mean of the k-token window around every token of (B, T, C) over the valid tokens (mask 1)."""
+    if k == 1:
+        return x
+    m = mask.to(x.dtype)[:, None, :]  # B, 1, T
+    ones = x.new_ones(x.shape[-1], 1, k)
+    total = F.conv1d(x.transpose(1, 2) * m, ones, padding=k // 2, groups=x.shape[-1])
+    count = F.conv1d(m, x.new_ones(1, 1, k), padding=k // 2)
+    return (total / count.clamp_min(1.0)).transpose(1, 2)
+
+
+def check_kernel_sizes(kernel_sizes: tuple[int, ...]) -> None:
+    if not kernel_sizes or any(k % 2 == 0 or k < 1 for k in kernel_sizes):
+        raise ConfigError(f"bsc.kernel_sizes must be odd and positive, got {tuple(kernel_sizes)}")
+
+
+class LocalAffinity(nn.Module):
+    """Pixel-word affinity from local contexts: sum_k w_k <mean_k(Wv V)_p, mean_k(Wl L)_t> / sqrt(d),
+    one set of softmax weights w per direction that uses it [paper]."""
+
+    def __init__(self, v_dim: int, l_dim: int, key_dim: int, kernel_sizes: tuple[int, ...], directions: tuple[str, ...]):
+        super().__init__()
+        check_kernel_sizes(kernel_sizes)
+        self.kernel_sizes = tuple(kernel_sizes)
+        self.v_key = nn.Conv2d(v_dim, key_dim, 1)  # [ours: 1x1 projections before the windows]
+        self.l_key = nn.Linear(l_dim, key_dim)
+        # learnable weights of the receptive fields [paper]; zeros = equal at init [ours]
+        self.field_weights = nn.ParameterDict({d: nn.Parameter(torch.zeros(len(kernel_sizes))) for d in directions})
+        self.scale = key_dim ** -0.5
+
+    def forward(self, v: torch.Tensor, l: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
+        """{direction: (B, HW, T) affinity}."""
+        kv, kl = self.v_key(v), self.l_key(l)
+        per_k = [torch.bmm(window_mean_2d(kv, k).flatten(2).transpose(1, 2),  # B, HW, d [paper: unfold pixels; mean ours]
+                           window_mean_1d(kl, mask, k).transpose(1, 2))  # B, d, T [paper: unfold words; mean ours]
+                 for k in self.kernel_sizes]
+        out = {}
+        for d, w in self.field_weights.items():
+            mix = w.softmax(0)
+            out[d] = sum(m * a for m, a in zip(mix, per_k)) * self.scale  # [paper: weighted fields]
+        return out
+
+
+class BSCBlock(nn.Module):
+    """The paper's BSC after one encoder stage: local-context affinities in both directions, each
+    update gated by conv + InstanceNorm (see the module docstring)."""
+
+    def __init__(self, v_dim: int, l_dim: int, cfg: BSCConfig, kernel_sizes: tuple[int, ...],
+                 l2v: bool = True, v2l: bool = True):
+        super().__init__()
+        key_dim = min(cfg.key_dim, v_dim)
+        self.l2v, self.v2l = l2v, v2l
+        self.affinity = LocalAffinity(v_dim, l_dim, key_dim, kernel_sizes,
+                                      tuple(d for d, on in (("l2v", l2v), ("v2l", v2l)) if on))
+        if l2v:  # language -> vision [paper]
+            self.l_value = nn.Linear(l_dim, key_dim)
+            self.v_out = nn.Conv2d(key_dim, v_dim, 1)
+            self.v_gate = nn.Sequential(nn.Conv2d(2 * v_dim, v_dim, 1), nn.InstanceNorm2d(v_dim))  # [paper]
+            self.v_gate_bias = nn.Parameter(torch.full((1,), float(cfg.gate_bias)))  # [ours]
+        if v2l:  # vision -> language [paper]
+            self.v_value = nn.Conv2d(v_dim, key_dim, 1)
+            self.l_out = nn.Linear(key_dim, l_dim)
+            self.l_gate = nn.Sequential(nn.Linear(2 * l_dim, l_dim), nn.LayerNorm(l_dim))  # [ours: LN over tokens]
+            self.l_gate_bias = nn.Parameter(torch.full((1,), float(cfg.gate_bias)))  # [ours]
+
+    def updates(self, v: torch.Tensor, l: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """The ungated updates (U_v (B, Cv, H, W) or None, U_l (B, T, Cl) or None)."""
+        b, _, h, w = v.shape
+        aff = self.affinity(v, l, mask)
+        valid = mask.bool()
+        u_v = u_l = None
+        if self.l2v:  # each pixel reads the words, softmax over the valid words [paper]
+            a = aff["l2v"]
+            a = a.masked_fill(~valid[:, None, :], torch.finfo(a.dtype).min).softmax(-1)
+            ctx = torch.bmm(a, self.l_value(l))  # B, HW, d
+            u_v = self.v_out(ctx.transpose(1, 2).reshape(b, -1, h, w))
+        if self.v2l:  # each word reads the pixels, softmax over the pixels [paper]
+            a = aff["v2l"].transpose(1, 2).softmax(-1)  # B, T, HW
+            u_l = self.l_out(torch.bmm(a, self.v_value(v).flatten(2).transpose(1, 2)))
+        return u_v, u_l
+
+    def forward(self, v: torch.Tensor, l: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        u_v, u_l = self.updates(v, l, mask)  # both from the stage's inputs [ours]
+        if u_v is not None:
+            g = torch.sigmoid(self.v_gate(torch.cat([v, u_v], 1)) + self.v_gate_bias)  # [paper: conv + IN gate]
+            v = v + g * u_v  # [ours: gated residual]
+        if u_l is not None:
+            g = torch.sigmoid(self.l_gate(torch.cat([l, u_l], -1)) + self.l_gate_bias)
+            l = l + g * u_l * mask[..., None].to(u_l.dtype)  # padding tokens stay as they are [ours]
+        return v, l
+
+
+class NoExchange(nn.Module):
+    """A stage whose BSC is switched off in both directions (an ablation): the identity."""
+
+    def forward(self, v: torch.Tensor, l: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return v, l
+
+
+def build_bsc(v_dim: int, l_dim: int, cfg: BSCConfig, stage: int, num_stages: int) -> nn.Module:
+    """The exchange after stage ``stage`` for the configured variant and switches."""
+    for key in ("l2v_stages", "v2l_stages"):
+        bad = [s for s in getattr(cfg, key) if not 0 <= s < num_stages]
+        if bad:
+            raise ConfigError(f"bsc.{key} has stage(s) {bad}: the model has stages 0..{num_stages - 1}")
+    ks = stage_kernel_sizes(cfg, stage)
+    if cfg.variant == "legacy":
+        every = tuple(range(num_stages))
+        if tuple(cfg.l2v_stages) != every or tuple(cfg.v2l_stages) != every:
+            raise ConfigError("bsc.l2v_stages / bsc.v2l_stages switch the paper variant only (bsc.variant: paper)")
+        return LegacyBSCBlock(v_dim, l_dim, cfg, ks)
+    l2v, v2l = stage in cfg.l2v_stages, stage in cfg.v2l_stages
+    if not (l2v or v2l):
+        return NoExchange()
+    return BSCBlock(v_dim, l_dim, cfg, ks, l2v=l2v, v2l=v2l)

@@ -1,9 +1,10 @@
 """BTDNet's training loss.
 
 BTDNet (arXiv 2502.08486) [paper]: ``L_mask = L_ce(final) + 0.6 * L_fgbg`` and
-``L = L_mask + 0.1 * L_rec``. The parents' class weights [0.9, 1.1] and optional 0.1 Dice term
-[parent], and generalized cross entropy (Zhang & Sabuncu 2018, cited by the paper for noisy
-labels) are options. Every weight is a :class:`~rrsis_geo.models.btdnet.config.LossConfig` value.
+``L = L_mask + 0.1 * L_rec``, the segmentation terms generalized cross entropy (Zhang & Sabuncu
+2018), ``(1 - p_y^q) / q`` per pixel (``ce_type="gce"``, the paper's reproduction configs) or plain
+CE (``"ce"``). The parents' class weights [0.9, 1.1] and optional 0.1 Dice term are options
+[parent]. Every weight is a :class:`~rrsis_geo.models.btdnet.config.LossConfig` value.
 """
 
 from __future__ import annotations
@@ -49,13 +50,17 @@ class BTDNetLoss(nn.Module):
             return generalized_ce(logits, target, self.cfg.gce_q, self.class_weights)
         return F.cross_entropy(logits.float(), target, weight=self.class_weights)
 
-    def forward(self, logits: torch.Tensor, fgbg_logits: torch.Tensor, target: torch.Tensor,
+    def forward(self, logits: torch.Tensor, fgbg_logits: torch.Tensor | None, target: torch.Tensor,
                 rec: torch.Tensor | None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """logits/fgbg_logits (B, 2, H, W) at the target's size; target (B, H, W) in {0, 1}."""
+        """logits/fgbg_logits (B, 2, H, W) at the target's size; target (B, H, W) in {0, 1}.
+        ``fgbg_logits`` None: the final logits are the twin stream's (the paper's Fg-Bg), one term."""
         target = target.long()
         c = self.cfg
-        losses = {"ce": self.seg(logits, target), "fgbg": self.seg(fgbg_logits, target)}
-        total = c.ce_weight * losses["ce"] + c.fgbg_weight * losses["fgbg"]
+        losses = {"ce": self.seg(logits, target)}
+        total = c.ce_weight * losses["ce"]
+        if fgbg_logits is not None:
+            losses["fgbg"] = self.seg(fgbg_logits, target)
+            total = total + c.fgbg_weight * losses["fgbg"]
         if c.dice_weight:
             losses["dice"] = dice_loss(logits, target)
             total = total + c.dice_weight * losses["dice"]

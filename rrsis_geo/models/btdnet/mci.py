@@ -1,12 +1,19 @@
 """MCI: Multi-scale Context Integration.
 
-BTDNet (arXiv 2502.08486) [paper]: cross-attention vision->language then language->vision over the
-multi-scale features, repeated n times. Details [ours]: every stage map is projected to ``dim``
-with a 1x1 conv, flattened and concatenated into one token sequence (plus a learned per-scale
-embedding, and with ``position="fourier"`` a learned projection of Fourier features of each
-token's normalised (x, y) position in the frame); each iteration lets the text tokens attend to
-all visual tokens (+FFN), then the visual tokens attend to the text (+FFN); the sequence is split
-back into the four maps. Nothing depends on the input size.
+BTDNet (arXiv 2502.08486) [paper]: multi-scale attention among the image tokens and
+cross-attention vision->language then language->vision, repeated n times. Every stage map is
+projected to ``dim`` with a 1x1 conv, flattened and concatenated into one token sequence (plus a
+learned per-scale embedding, and with ``position="fourier"`` a learned projection of Fourier
+features of each token's normalised (x, y) position in the frame) [ours]; the sequence is split
+back into the four maps afterwards. Nothing depends on the input size. One iteration::
+
+    vis = MSA(vis, pool(vis))    image tokens attend to the tokens of all scales     [paper]
+                                 (keys pooled to <= kv_pool^2 per scale; the scales
+                                 taking part: attn_levels)                           [ours]
+    txt = XA(txt, vis)           the words gather visual context (+FFN)              [paper]
+    vis = XA(vis, txt)           the image tokens read the updated words (+FFN)      [paper]
+
+``variant="legacy"`` (checkpoints saved before the paper variant) has no MSA step.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ import math
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from rrsis_geo.errors import ConfigError
 from rrsis_geo.models.btdnet.config import MCIConfig
@@ -72,6 +80,40 @@ class MCI(nn.Module):
                                          for _ in range(cfg.iters))
         self.vis_layers = nn.ModuleList(CrossAttentionLayer(d, cfg.heads, cfg.ffn_ratio, cfg.dropout)
                                         for _ in range(cfg.iters))
+        self.kv_pool = cfg.kv_pool
+        levels = range(len(v_dims)) if cfg.attn_levels is None else cfg.attn_levels
+        self.attn_levels = tuple(sorted(set(levels)))
+        if cfg.variant == "paper" and (not self.attn_levels or not set(self.attn_levels) <= set(range(len(v_dims)))):
+            raise ConfigError(f"mci.attn_levels must name levels among 0..{len(v_dims) - 1}, got {tuple(cfg.attn_levels)}")
+        # multi-scale attention among the image tokens [paper]; absent in the legacy variant
+        self.self_layers = (nn.ModuleList(CrossAttentionLayer(d, cfg.heads, cfg.ffn_ratio, cfg.dropout)
+                                          for _ in range(cfg.iters)) if cfg.variant == "paper" else None)
+
+    def pooled_scales(self, levels: list[torch.Tensor], shapes: list) -> torch.Tensor:
+        """The keys of the multi-scale attention: each level's tokens (B, h*w, dim) average-pooled
+        to at most ``kv_pool`` x ``kv_pool`` cells, concatenated (B, N', dim) [ours]."""
+        out = []
+        for x, (h, w) in zip(levels, shapes):
+            x = x.transpose(1, 2).reshape(x.shape[0], -1, h, w)
+            if h > self.kv_pool or w > self.kv_pool:
+                x = F.adaptive_avg_pool2d(x, (min(h, self.kv_pool), min(w, self.kv_pool)))
+            out.append(x.flatten(2).transpose(1, 2))
+        return torch.cat(out, 1)
+
+    def multiscale_attention(self, layer: nn.Module, vis: torch.Tensor, shapes: list) -> torch.Tensor:
+        """The tokens of ``attn_levels`` attend to those levels' pooled tokens; the other
+        levels' tokens pass through."""
+        bounds = [0]
+        for h, w in shapes:
+            bounds.append(bounds[-1] + h * w)
+        levels = [vis[:, bounds[i]:bounds[i + 1]] for i in range(len(shapes))]
+        chosen = [levels[i] for i in self.attn_levels]
+        out = layer(torch.cat(chosen, 1), self.pooled_scales(chosen, [shapes[i] for i in self.attn_levels]))
+        start = 0
+        for i in self.attn_levels:
+            n = levels[i].shape[1]
+            levels[i], start = out[:, start:start + n], start + n
+        return torch.cat(levels, 1)
 
     def forward(self, feats: list[torch.Tensor], l: torch.Tensor, mask: torch.Tensor):
         """Returns (maps: list of (B, dim, Hi, Wi), visual tokens (B, N, dim), text (B, T, dim))."""
@@ -86,9 +128,11 @@ class MCI(nn.Module):
         vis = torch.cat(tokens, 1)
         txt = self.text_proj(l)
         pad = ~mask.bool()
-        for t_layer, v_layer in zip(self.text_layers, self.vis_layers):
-            txt = t_layer(txt, vis)  # language queries gather visual context
-            vis = v_layer(vis, txt, pad)  # visual tokens read the updated language
+        for i, (t_layer, v_layer) in enumerate(zip(self.text_layers, self.vis_layers)):
+            if self.self_layers is not None:
+                vis = self.multiscale_attention(self.self_layers[i], vis, shapes)  # [paper]
+            txt = t_layer(txt, vis)  # language queries gather visual context [paper]
+            vis = v_layer(vis, txt, pad)  # visual tokens read the updated language [paper]
         maps, start = [], 0
         for h, w in shapes:
             n = h * w

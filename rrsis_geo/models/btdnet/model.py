@@ -9,13 +9,17 @@
                                        MCI (multi-scale V<->L cross-attention, n times)
                                                                                     ▼
                                        top-down decoder ─► pixel embeddings P (1/4)
-    masked text ─► BERT (no vision) ─►  Fg-Bg twin-stream predictor ─► [bg, fg] logits
-                                       + conv segmentation head      ─► final logits
+    masked text ─► BERT (no vision) ─►  Fg-Bg twin-stream predictor ─► [bg, fg] = final logits
     (training) D-MOLS joint reconstruction of the masked object ─► L_rec
 
-Final logits [ours]: the sum of a conv segmentation head on P [parent: LAVT-style classifier] and
-the Fg-Bg logits, so ``L_ce(final) + 0.6 L_fgbg`` [paper] supervises both the joint prediction and
-the twin-stream branch on its own. Inference: a pixel is target iff fg > bg [paper].
+Each of BSC, MCI and Fg-Bg has two variants (``variant`` in its config section): ``"paper"``, the
+module as the paper's text describes it (what the presets build), and ``"legacy"``, the earlier
+reconstruction that checkpoints saved before the paper variants hold (their stored configs have
+no ``variant`` key and are read as legacy). With the paper's Fg-Bg the final logits are the twin
+stream's [paper], so ``L_ce(final)`` and ``L_fgbg`` name one output, counted once [ours]; with the
+legacy Fg-Bg they are the sum of a conv segmentation head on P [parent: LAVT-style classifier] and
+the Fg-Bg logits, and ``L_ce(final) + 0.6 L_fgbg`` [paper] supervises both. Inference: a pixel is
+target iff fg > bg [paper].
 With ``decoder.fine_stride`` 2 or 1, a detail branch on the input image adds a correction to the
 final logits at that stride (``refine.py``) [ours]; the default 4 is the paper's head.
 
@@ -31,12 +35,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from rrsis_geo.models.btdnet.bsc import BSCBlock, stage_kernel_sizes
-from rrsis_geo.models.btdnet.config import BTDNetConfig
+from rrsis_geo.models.btdnet.bsc import build_bsc
+from rrsis_geo.models.btdnet.config import VARIANTS, BTDNetConfig
 from rrsis_geo.models.btdnet.decoder import TopDownDecoder
 from rrsis_geo.models.btdnet.dmols import JointReconstruction
 from rrsis_geo.models.btdnet.encoders import BertStages, build_vision
-from rrsis_geo.models.btdnet.fgbg import FgBgPredictor
+from rrsis_geo.models.btdnet.fgbg import FgBgPredictor, TwinStreamPredictor
 from rrsis_geo.models.btdnet.indices import IndexStem, NormalizedDifferences
 from rrsis_geo.models.btdnet.losses import BTDNetLoss
 from rrsis_geo.models.btdnet.mci import MCI
@@ -47,7 +51,7 @@ from rrsis_geo.models.registry import adamw_groups, unwrap_model  # noqa: F401 (
 @dataclass
 class BTDNetOutput:
     """``logits``: final (B, 2, H, W) = [bg, fg] at the input size; ``fgbg_logits``: the
-    twin-stream branch alone; ``loss``/``losses``: only when targets were given."""
+    twin-stream branch alone (the same values with the paper's Fg-Bg); ``loss``/``losses``: only when targets were given."""
 
     logits: torch.Tensor
     fgbg_logits: torch.Tensor
@@ -72,6 +76,10 @@ class BTDNet(nn.Module):
         if not len(cfg.mean) == len(cfg.std) == cfg.vision.in_chans:
             raise ConfigError(f"mean/std have {len(cfg.mean)}/{len(cfg.std)} values but the model takes "
                               f"{cfg.vision.in_chans} bands (vision.in_chans)")
+        for section in ("bsc", "mci", "fgbg"):
+            if getattr(cfg, section).variant not in VARIANTS:
+                raise ConfigError(f"{section}.variant must be one of {', '.join(VARIANTS)}, "
+                                  f"not {getattr(cfg, section).variant!r}")
         if cfg.max_tokens > cfg.text.max_position_embeddings:
             raise ConfigError(f"max_tokens={cfg.max_tokens} exceeds the text encoder's "
                               f"{cfg.text.max_position_embeddings} positions")
@@ -86,15 +94,19 @@ class BTDNet(nn.Module):
             raise ConfigError(f"{self.vision.num_stages} vision stages but {self.text.num_stages} text stages")
         v_dims, l_dim = self.vision.channels, cfg.text.hidden_size
         # bidirectional alignment after every stage [paper]
-        self.bsc = nn.ModuleList(BSCBlock(c, l_dim, cfg.bsc, stage_kernel_sizes(cfg.bsc, i)) for i, c in enumerate(v_dims))
+        self.bsc = nn.ModuleList(build_bsc(c, l_dim, cfg.bsc, i, len(v_dims)) for i, c in enumerate(v_dims))
         # multi-scale context integration [paper]
         self.mci = MCI(v_dims, l_dim, cfg.mci)
         # target/background twin-stream decoding [paper]
         self.decoder = TopDownDecoder(cfg.mci.dim, len(v_dims), cfg.decoder)
-        self.fgbg = FgBgPredictor(cfg.decoder.dim, l_dim, l_dim, cfg.fgbg)
-        self.seg_head = nn.Sequential(nn.Conv2d(cfg.decoder.dim, cfg.decoder.dim, 3, padding=1, bias=False),
+        if cfg.fgbg.variant == "paper":  # the joint prediction is the twin stream's [paper]
+            self.fgbg = TwinStreamPredictor(cfg.decoder.dim, cfg.mci.dim, l_dim, cfg.fgbg)
+            self.seg_head = None
+        else:
+            self.fgbg = FgBgPredictor(cfg.decoder.dim, l_dim, l_dim, cfg.fgbg)
+            self.seg_head = nn.Sequential(nn.Conv2d(cfg.decoder.dim, cfg.decoder.dim, 3, padding=1, bias=False),
                                       nn.GroupNorm(32 if cfg.decoder.dim % 32 == 0 else 1, cfg.decoder.dim),
-                                      nn.ReLU(inplace=True), nn.Conv2d(cfg.decoder.dim, 2, 1))
+                                          nn.ReLU(inplace=True), nn.Conv2d(cfg.decoder.dim, 2, 1))
         if cfg.decoder.fine_stride not in (1, 2, 4):
             raise ConfigError(f"decoder.fine_stride={cfg.decoder.fine_stride}: use 4 (the decoder's 1/4), 2 or 1")
         # finer logits than the decoder's 1/4 [ours]; None keeps the paper's head
@@ -149,14 +161,17 @@ class BTDNet(nn.Module):
 
         idx = self.indices(images) if self.indices is not None else None
         feats, l = self.encode(images, ids, mask, idx)
-        maps, vis_tokens, _ = self.mci(feats, l, mask)
+        maps, vis_tokens, mci_text = self.mci(feats, l, mask)
         p = self.decoder(maps)
         cache = text_cache if text_cache is not None else self.encode_text(text)
         m_feat, m_mask = cache.masked_features, cache.masked_attention_mask
         if m_feat.shape[0] != b:
             m_feat, m_mask = m_feat.expand(b, -1, -1), m_mask.expand(b, -1)
-        fgbg = self.fgbg(p, l, mask, m_feat, m_mask)
-        final = self.seg_head(p) + fgbg
+        if self.seg_head is None:  # paper: the target prototype reads the MCI-refined words
+            final = fgbg = self.fgbg(p, mci_text, mask, m_feat, m_mask)
+        else:
+            fgbg = self.fgbg(p, l, mask, m_feat, m_mask)
+            final = self.seg_head(p) + fgbg
         size = images.shape[-2:]
         up = F.interpolate(final, size=size, mode="bilinear", align_corners=False)
         if self.refine is not None:
@@ -169,7 +184,7 @@ class BTDNet(nn.Module):
             rec = None
             if self.training and self.dmols is not None and "object_mask" in text:
                 rec = self.dmols(m_feat, l, mask, text["object_mask"], vis_tokens)
-            out.loss, out.losses = self.criterion(final, fgbg, targets, rec)
+            out.loss, out.losses = self.criterion(final, None if self.seg_head is None else fgbg, targets, rec)
         return out
 
 
