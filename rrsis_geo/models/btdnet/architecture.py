@@ -17,6 +17,7 @@ import torch
 
 from rrsis_geo.models.btdnet.config import (
     BSCConfig, BTDNetConfig, DecoderConfig, DMOLSConfig, FgBgConfig, LossConfig, MCIConfig, TextConfig, VisionConfig,
+    config_from_dict,
 )
 from rrsis_geo.models.registry import Architecture, register_architecture, register_preset
 
@@ -66,6 +67,10 @@ class BTDNetArchitecture(Architecture):
     training_only = ("dmols",)
     init_sources = {"swin": ("vision__weights", "Microsoft's swin_base_patch4_window12_384_22k.pth"),
                     "bert": ("text__weights", "a bert-base-uncased Hugging Face folder")}
+
+    def config_from_dict(self, d: dict):
+        """A stored config; sections written before the paper variants rebuild the legacy modules."""
+        return config_from_dict(d)
 
     def build(self, cfg):
         from rrsis_geo.models.btdnet.model import BTDNet
