@@ -69,13 +69,6 @@ def _n(count: int, noun: str) -> str:
 
 def _run(scene, expression, output, model, device, reporter, opts):
     from rrsis_geo.engine.segment import preflight, segment_scene
-    from rrsis_geo.errors import ExpressionError
-
-    try:
-        expression.encode("utf-8")
-    except UnicodeEncodeError:  # bytes that are not UTF-8 reach Python as lone surrogates
-        raise ExpressionError("the expression is not valid UTF-8 text; check the terminal's or the "
-                              "script's encoding") from None
 
     options = segment_options(opts)
     # Bad input fails before a model is built; the band count is checked once the model is known.

@@ -150,8 +150,14 @@ def mode_of(options: SegmentOptions) -> str:
 
 
 def check_expression(expression: str) -> str:
+    """The expression with its whitespace normalised; a one-line error if it is empty or not text."""
     if expression is None or not str(expression).strip():
         raise ExpressionError("the expression is empty; describe the object to find, e.g. \"the lake\"")
+    try:
+        str(expression).encode("utf-8")
+    except UnicodeEncodeError:  # bytes that are not UTF-8 reach Python as lone surrogates
+        raise ExpressionError("the expression is not valid UTF-8 text; check the terminal's or the "
+                              "script's encoding") from None
     return " ".join(str(expression).split())
 
 

@@ -251,6 +251,7 @@ def test_bad_batch_input_fails_before_any_model(scenes, tmp_path, model):
         (["batch", scenes, EXPR, "-o", tmp_path / "o", "--scheduler", "none", "--workers", "2"], "--workers"),
         (["batch", scenes, EXPR, "-o", scenes / "north.tif"], "is a file"),
         (["batch", scenes, EXPR, "-o", tmp_path / "o", "-m", tmp_path / "none.safetensors"], "model"),
+        (["batch", scenes, "the \udcff lake", "-o", tmp_path / "o"], "not valid UTF-8"),
     ]
     for args, message in cases:
         result, events = rrsis(*args)
