@@ -145,7 +145,7 @@ def resolve(query: Query, candidates: list[Candidate], presence: float = 0.0, mi
                                    f"{presence:.2f}", abstained=True)
     rel = query.relation
     if rel is not None:
-        res = _resolve_relation(query, candidates, pool, references or [], presence, min_pixels)
+        res = _resolve_relation(query, candidates, pool, references or [], presence, min_pixels, frame)
     elif query.size is not None:
         res = _resolve_size(query, candidates, pool)
     elif query.position is not None and query.position.kind == "extreme":
@@ -275,11 +275,11 @@ def _origin(anchor: Candidate, point: shapely.Point) -> shapely.Point:
 
 def _resolve_relation(query: Query, cands: list[Candidate], pool: list[int],
                       references: list[tuple[Query, list[Candidate]]], presence: float,
-                      min_pixels: int) -> Resolution:
+                      min_pixels: int, frame: Frame | None = None) -> Resolution:
     rel = query.relation
     anchors = []
     for ref_query, ref_cands in references:
-        ref = resolve(as_anchor(ref_query), ref_cands, presence, min_pixels)
+        ref = resolve(as_anchor(ref_query), ref_cands, presence, min_pixels, frame=frame)
         if ref.abstained or ref.answer is None:
             return Resolution([], rule=f"the reference \"{ref_query.text}\" was not found ({ref.rule})",
                               abstained=True)

@@ -100,6 +100,18 @@ def test_region_without_a_centroid_inside_takes_the_object_covering_it():
     assert region_box(FRAME, "north").bounds == (0.0, 2000.0, 3000.0, 3000.0)
 
 
+def test_a_reference_with_a_region_word_gets_the_same_fallback():
+    """"the pond north of the sea in the south-east": the reference is found the way the main query
+    would find it (the sea covering most of the south-east third, not the small lake nearest to
+    it), so the pond north of the sea is named, not the one north of the small lake."""
+    sea = cand(0, 0, 0, 0, geom=shapely.box(1500, 0, 3000, 3000).union(shapely.box(900, 0, 1500, 600)))
+    lake = cand(1900, 900, 1990, 990)  # centroid just outside the south-east third
+    ponds = [cand(2200, 2900, 2300, 2990), cand(1900, 1900, 1990, 1990)]  # north of the sea / of the lake
+    q = parse("the pond north of the sea in the south-east corner")
+    res = resolve(q, ponds, references=[(q.relation.references[0], [sea, lake])], frame=FRAME)
+    assert res.selected == [0] and not res.abstained, res.rule
+
+
 def test_region_prefers_glance_support_then_size():
     a = cand(100, 100, 300, 300, glance=0.1)       # small, south-west
     b = cand(400, 400, 900, 900, glance=0.05)      # larger, south-west
