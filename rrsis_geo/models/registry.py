@@ -34,6 +34,9 @@ class Architecture:
     summary: str = ""  # one line for `rrsis model list`
     components: tuple[str, ...] = ()  # top-level submodules whose parameters `rrsis model info` counts
     training_only: tuple[str, ...] = ()  # components unused at inference
+    #: key prefixes of the pretrained encoders: the slow learning-rate group, and what overrides on an
+    #: `rrsis init-weights` file may never rebuild
+    encoder_prefixes: tuple[str, ...] = ()
     #: what `rrsis init-weights --source NAME=PATH` takes: NAME -> (config override, what PATH is)
     init_sources: dict[str, tuple[str, str]] = {}
 

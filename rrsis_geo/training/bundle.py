@@ -69,7 +69,7 @@ def build_bundle(name: str, overrides: dict | None = None, init: str | Path | No
         if extra:
             # an `rrsis init-weights` file holds pretrained encoders and untrained heads: overrides
             # may rebuild its heads (mci.iters, the variants), never its encoders
-            keep = tuple(architecture_of(model).encoders(model.cfg)) if meta.get("init") else None
+            keep = architecture_of(model).encoder_prefixes if meta.get("init") else None
             model = grow_model(model, extra, seed=seed, source=init, keep=keep)
         if input_size is not None:
             model.cfg.input_size = int(input_size)

@@ -102,3 +102,18 @@ def test_demo_config_builds_the_shipped_models_modules():
     for section in ("bsc", "mci", "fgbg"):
         assert built[section]["variant"] == "legacy"
         assert {k: built[section][k] for k in stored[section]} == stored[section], section
+
+
+def test_overrides_never_rebuild_the_encoders_of_an_init_weights_file(tmp_path):
+    """Every architecture names its encoder prefixes: on an `rrsis init-weights` file an override
+    that would reshape RSRefSeg's SigLIP image tower is refused, not silently re-initialised."""
+    from rrsis_geo.errors import ConfigError
+    from rrsis_geo.models import create_model, get_config, save_checkpoint
+    from rrsis_geo.training.bundle import build_bundle
+
+    init = create_model("rsrefseg-tiny", pretrained=False, seed=5)
+    save_checkpoint(init, tmp_path / "init.safetensors", init={"siglip": "s/", "sam": "m/"})
+    siglip = get_config("rsrefseg-tiny").siglip
+    wider = {"siglip": {"text": siglip.text, "vision": {**siglip.vision, "intermediate_size": 96}}}
+    with pytest.raises(ConfigError, match="siglip_vision"):
+        build_bundle("rsrefseg-tiny", wider, tmp_path / "init.safetensors")

@@ -13,12 +13,12 @@ All presets use the bert-base-uncased vocabulary; the tokenizer files ship in ``
 
 from __future__ import annotations
 
-import torch
 
 from rrsis_geo.models.btdnet.config import (
     BSCConfig, BTDNetConfig, DecoderConfig, DMOLSConfig, FgBgConfig, LossConfig, MCIConfig, TextConfig, VisionConfig,
     config_from_dict,
 )
+from rrsis_geo.models.btdnet.model import ENCODER_PREFIXES
 from rrsis_geo.models.registry import Architecture, register_architecture, register_preset
 
 
@@ -65,6 +65,7 @@ class BTDNetArchitecture(Architecture):
     summary = "BTDNet (arXiv 2502.08486): Swin/EfficientNet + BERT with bidirectional alignment"
     components = ("vision", "index_stem", "text", "bsc", "mci", "decoder", "refine", "fgbg", "seg_head", "dmols")
     training_only = ("dmols",)
+    encoder_prefixes = ENCODER_PREFIXES
     init_sources = {"swin": ("vision__weights", "Microsoft's swin_base_patch4_window12_384_22k.pth"),
                     "bert": ("text__weights", "a bert-base-uncased Hugging Face folder")}
 

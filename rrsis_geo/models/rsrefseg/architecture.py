@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from rrsis_geo.errors import ModelError
 from rrsis_geo.models.registry import Architecture, register_architecture, register_preset
+from rrsis_geo.models.rsrefseg.model import TOWERS
 from rrsis_geo.models.rsrefseg.config import LoRASection, PrompterConfig, RSRefSegConfig, SamSection, SiglipSection
 
 
@@ -49,6 +50,7 @@ class RSRefSegArchitecture(Architecture):
     summary = "RSRefSeg (Chen et al. 2025): SigLIP image-text activation maps prompting SAM, LoRA-tuned"
     components = ("siglip_vision", "siglip_text", "logit_scale", "logit_bias", "sam_vision", "sam_positions",
                   "prompter", "mask_embed", "mask_decoder")
+    encoder_prefixes = TOWERS
     init_sources = {"siglip": ("siglip__weights", "a local Hugging Face SigLIP folder, e.g. siglip-so400m-patch14-384"),
                     "sam": ("sam__weights", "a local Hugging Face SAM folder, e.g. sam-vit-base")}
 
