@@ -195,9 +195,6 @@ class BTDNetConfig:
     mask_determiners: bool = False  # mask "the" with the object noun phrase [ours]
 
 
-SECTIONS = ("vision", "text", "bsc", "mci", "decoder", "fgbg", "dmols", "loss")
-
-
 def config_to_dict(cfg: BTDNetConfig) -> dict[str, Any]:
     """Plain-JSON dict of a config (tuples become lists)."""
     return config_tree.to_dict(cfg)
@@ -219,12 +216,3 @@ def config_from_dict(d: dict[str, Any]) -> BTDNetConfig:
             raise ConfigError(f"{name}.variant must be one of {', '.join(VARIANTS)}, not {values['variant']!r}")
         d[name] = values
     return config_tree.from_dict(BTDNetConfig, d)
-
-
-def apply_overrides(cfg: BTDNetConfig, overrides: dict[str, Any]) -> BTDNetConfig:
-    """Return a copy of ``cfg`` with overrides applied.
-
-    Keys are top-level fields (``max_tokens=50``), a section with a dict of its fields
-    (``mci={"iters": 1}``), or ``section__field`` (``mci__iters=1``).
-    """
-    return config_tree.apply_overrides(cfg, overrides)
