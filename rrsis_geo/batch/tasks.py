@@ -22,8 +22,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field, replace
 
-from rrsis_geo.engine import output as out
-from rrsis_geo.engine.segment import SegmentOptions, segment_scene
+from rrsis_geo.engine.segment import SegmentOptions, output_targets, segment_scene
 from rrsis_geo.errors import Cancelled, RrsisError
 
 from rrsis_geo.batch.inputs import Scene
@@ -67,9 +66,7 @@ def scene_options(job: BatchJob, scene: Scene) -> SegmentOptions:
 
 def scene_targets(job: BatchJob, scene: Scene) -> list[str]:
     """Every file a scene's run writes (the output, its manifest and the side outputs)."""
-    options = scene_options(job, scene)
-    output = output_path(job, scene)
-    return [p for p in (output, out.manifest_path(output), options.prob_path, options.preview_path) if p]
+    return list(output_targets(output_path(job, scene), scene_options(job, scene)).values())
 
 
 def job_key(job: BatchJob, scene: Scene) -> str:
