@@ -15,6 +15,8 @@ belongs to the weights it was measured on.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from rrsis_geo.training.evaluate import open_split, sweep_thresholds
 
 DEFAULT_GRID = tuple(round(0.05 * i, 2) for i in range(1, 20))  # 0.05 ... 0.95
@@ -87,19 +89,21 @@ def calibrate_presence(checkpoint, fmt: str, root, out, split: str = "val", *, g
     when no candidate's peak reaches the threshold. Categories an image holds but no expression
     names count as negatives, so the threshold leans low (it keeps answers)."""
     from rrsis_geo.errors import ConfigError
-    from rrsis_geo.models.checkpoint import check_output_folder, read_metadata, update_metadata
-    from rrsis_geo.models.inference import load_predictor
+    from rrsis_geo.models.checkpoint import check_output_folder, read_metadata, sha256_file, update_metadata
+    from rrsis_geo.models.inference import ReferringPredictor, info_from_model
     from rrsis_geo.referring.expression import normalise_noun
     from rrsis_geo.referring.vocabulary import from_metadata
 
-    vocab = from_metadata(read_metadata(checkpoint).get("vocabulary"))
+    meta = read_metadata(checkpoint)
+    vocab = from_metadata(meta.get("vocabulary"))
     if vocab is None:
         raise ConfigError(f"{checkpoint} records no vocabulary (the categories it was trained on); "
                           "train it with a category column, or record one first")
     check_output_folder(out)
-    _model, _size, ds, _text, dev = open_split(checkpoint, fmt, root, split, native=False, device=device,
-                                               limit=limit, on_error=on_error, data_options=data_options)
-    predictor = load_predictor(str(checkpoint), device=str(dev))
+    model, _size, ds, text, dev = open_split(checkpoint, fmt, root, split, native=False, device=device,
+                                             limit=limit, on_error=on_error, data_options=data_options)
+    info = info_from_model(model, Path(checkpoint).stem, sha256_file(checkpoint), meta)
+    predictor = ReferringPredictor(model, info, str(dev), text_processor=text)
     prompts = {cat: vocab.prompt(cat) or f"all the {cat}" for cat in vocab.categories}
     encoded = {cat: predictor.encode_expression(p) for cat, p in prompts.items()}
     named: dict[str, set] = {}
