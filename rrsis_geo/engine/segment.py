@@ -315,8 +315,11 @@ def _segment_scene(
 
 
 def _job_key(scene, expression, output, options, minfo) -> str:
-    """What a run was asked to do (before any file is read): a finished commit answers a rerun of it."""
-    key = {"scene": os.path.abspath(os.fspath(scene)), "expression": check_expression(expression),
+    """What a run was asked to do (before any pixel is read): a finished commit answers a rerun of it,
+    unless the scene file changed since (its size and modification time, as :func:`_fingerprint`)."""
+    st = os.stat(scene)
+    key = {"scene": os.path.abspath(os.fspath(scene)), "size": st.st_size, "mtime_ns": st.st_mtime_ns,
+           "expression": check_expression(expression),
            "output": os.path.abspath(output), "options": {**asdict(options), "resume": None},
            "model": [minfo.model_id, minfo.checksum]}
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()

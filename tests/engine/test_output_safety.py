@@ -229,6 +229,22 @@ def test_a_commit_killed_between_renames_is_finished_or_rolled_back_by_the_rerun
     assert [n for n in os.listdir(tmp_path) if ".tmp-" in n] == []
 
 
+def test_a_killed_commit_does_not_answer_a_rerun_on_a_changed_scene(tmp_path, monkeypatch):
+    """The rerun finishes the old commit, but its result belongs to the old scene: a scene
+    rewritten since is segmented again."""
+    scene = write_raster(tmp_path / "s.tif", smooth_field(64, 64))
+    # --overwrite in both runs: the rerun replaces the old set the recovery finishes
+    opts = dict(tile=32, overlap=8, prob_path=str(tmp_path / "p.tif"), overwrite=True)
+    _kill_at_rename(monkeypatch, ".p.tmp-")
+    with pytest.raises(Killed):
+        run(tmp_path, scene, PointwiseModel(input_size=32), **opts)
+    monkeypatch.undo()
+    write_raster(tmp_path / "s.tif", smooth_field(64, 64, seed=1))
+    model = PointwiseModel(input_size=32)
+    run(tmp_path, scene, model, **opts)
+    assert model.calls  # not answered from the killed run's record
+
+
 def test_stray_temporaries_of_the_same_output_are_removed(tmp_path):
     scene = write_raster(tmp_path / "s.tif", smooth_field(40, 40))
     stray = [".out.tmp-0123abcd.gpkg", ".out.gpkg.manifest.tmp-89abcdef.json", ".p.tmp-deadbeef.tif"]
