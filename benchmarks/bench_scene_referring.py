@@ -1,7 +1,7 @@
 """Referring in the frame of a whole scene: per-tile vs whole-scene vs scene-level answers.
 
     python benchmarks/bench_scene_referring.py --out /tmp/bench_scene [--limit 12 | --all]
-        [--model btdnet-lite-demo] [--modes scene,per-tile,whole-scene] [--scenes s2,naip,s2-nw,...]
+        [--model auto] [--rgb] [--modes scene,per-tile,whole-scene] [--scenes s2,naip,s2-nw,...]
 
 Prints figures; not a test. Scenes larger than one model input are cut from the demo data's
 held-out *test* regions (``scripts/demo_data/scenes.py``) and written as GeoTIFFs into ``--out``:
@@ -10,12 +10,16 @@ held-out *test* regions (``scripts/demo_data/scenes.py``) and written as GeoTIFF
   (col 0, row 4) (the block with its gaps is 800 px a side; 768 keeps it inside the block and at
   the whole-scene limit, 4 x the 192 px model input), uint16 with the original L1C values
   (reflectance x 10000) so the engine's ``checkpoint:uint16`` radiometry path is exercised;
-  bands red, green, blue, NIR; 10 m.
+  bands red, green, blue, NIR (``--rgb``: red, green, blue only); 10 m.
 - ``s2-nw``, ``s2-ne``, ``s2-sw``, ``s2-se``: 512 x 512 px windows at the corners of that 768 px
   window (they overlap): the same ground in other frames, so other facts ("the lake in the
   north-west" names another object in each).
 - ``naip``: the NAIP southern test cells, 512 x 256 px from the top-left of grid chip (1, 1)
-  (the two test chips with their 16 px gap span 528 px), uint8 red, green, blue, NIR; 5 m.
+  (the two test chips with their 16 px gap span 528 px), uint8 red, green, blue, NIR (``--rgb``:
+  red, green, blue); 5 m.
+
+``--model auto`` (the default) runs the shipped model ``rrsis segment`` would choose for the
+scenes' bands: ``btdnet-lite-demo``, or with ``--rgb`` its RGB twin ``btdnet-lite-demo-rgb``.
 
 Labels: the demo build's band rules (``labels.class_masks`` on the whole scene, then
 ``labels.chip_targets`` on the scene window, exactly as ``build.py`` labels one chip, but the
@@ -92,7 +96,7 @@ def _window_of(name: str, scene):
     return c.row_off, c.col_off, 256, 512
 
 
-def make_scene(name: str, out: Path, log=print):
+def make_scene(name: str, out: Path, log=print, rgb: bool = False):
     """Write the scene GeoTIFF; return (path, targets, distractors, expression list, gsd)."""
     import rasterio
     from affine import Affine
@@ -116,12 +120,14 @@ def make_scene(name: str, out: Path, log=print):
         data = np.stack([np.round(scene.bands[k][win] * 10000.0) for k in ("red", "green", "blue", "nir")]).astype(np.uint16)
     else:
         data = scene.rgbn8[(slice(None), *win)]
-    path = out / f"bench_{name}.tif"
-    profile = dict(driver="GTiff", width=w, height=h, count=4, dtype=data.dtype.name, crs=scene.crs, transform=transform,
+    if rgb:
+        data = data[:3]
+    path = out / f"bench_{name}{'_rgb' if rgb else ''}.tif"
+    profile = dict(driver="GTiff", width=w, height=h, count=len(data), dtype=data.dtype.name, crs=scene.crs, transform=transform,
                    photometric="minisblack", tiled=True, blockxsize=256, blockysize=256, compress="deflate")
     with rasterio.open(path, "w", **profile) as dst:
         dst.write(data)
-        dst.descriptions = ("red", "green", "blue", "nir")
+        dst.descriptions = ("red", "green", "blue", "nir")[:len(data)]
     log(f"scene {name}: {w} x {h} px at {scene.gsd:g} m, {data.dtype.name}; {len(targets)} targets, "
         f"{len(distractors)} distractors, {len(exprs)} expressions -> {path}")
     return path, targets, distractors, exprs, transform, (h, w)
@@ -221,7 +227,8 @@ def main(argv=None):
     p.add_argument("--out", default="/tmp/bench_scene_referring")
     p.add_argument("--limit", type=int, default=12, help="expressions per scene (default 12)")
     p.add_argument("--all", action="store_true", help="every generated expression")
-    p.add_argument("--model", default="btdnet-lite-demo")
+    p.add_argument("--model", default="auto", help="a model name or checkpoint; auto: the shipped model for the scenes' bands")
+    p.add_argument("--rgb", action="store_true", help="write the scenes' red, green and blue bands only")
     p.add_argument("--modes", default="scene,per-tile,whole-scene")
     p.add_argument("--scenes", default=",".join(SCENE_NAMES), help=f"any of {', '.join(SCENE_NAMES)} (default: all)")
     p.add_argument("--threads", type=int, default=2)
@@ -233,7 +240,9 @@ def main(argv=None):
     from rrsis_geo.engine.whole_scene import MAX_FACTOR
     from rrsis_geo.models import load_predictor
 
-    model = args.model
+    from rrsis_geo.weights import choose_model
+
+    model = choose_model(args.model, 3 if args.rgb else 4)
     predictor = load_predictor(model)
     input_size = predictor.info.input_size
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
@@ -245,7 +254,7 @@ def main(argv=None):
     results = {m: [] for m in modes}
     oov = []
     for name in [s.strip() for s in args.scenes.split(",") if s.strip()]:
-        made = make_scene(name, out)
+        made = make_scene(name, out, rgb=args.rgb)
         if made is None:
             continue
         path, targets, distractors, exprs, transform, shape = made

@@ -6,7 +6,7 @@ import json
 
 import click
 
-from rrsis_geo.weights import DEFAULT_MODEL  # no torch: help stays fast
+from rrsis_geo.weights import AUTO, DEFAULT_MODEL, choose_model  # no torch: help stays fast
 
 from cli.options import assume_crs_opt, bands_opt, overlap_opt, tile_opt
 
@@ -14,7 +14,8 @@ from cli.options import assume_crs_opt, bands_opt, overlap_opt, tile_opt
 @click.command(short_help="Summarise a raster and its tile plan.")
 @click.argument("scene", type=click.Path(dir_okay=False))
 @click.option("-m", "--model", default=DEFAULT_MODEL, show_default=True, metavar="NAME_OR_PATH",
-              help="The model whose bands and tile plan to show, as `rrsis segment --model` takes it.")
+              help="The model whose bands and tile plan to show, as `rrsis segment --model` takes it "
+              "(auto: the one chosen for the scene's bands).")
 @bands_opt
 @tile_opt
 @overlap_opt
@@ -28,8 +29,12 @@ def info(scene, model, bands, tile, overlap, assume_crs, as_json):
     from rrsis_geo.engine.summary import scene_summary
     from rrsis_geo.engine.tiling import default_overlap
 
+    bands = parse_bands(bands)
+    if model == AUTO:
+        first = open_scene(scene, bands, assume_crs, needed_bands=None)
+        model = choose_model(model, len(bands) if bands else first.usable_band_count)
     minfo = model_info(model)
-    scene_info = open_scene(scene, parse_bands(bands), assume_crs, needed_bands=minfo.bands)
+    scene_info = open_scene(scene, bands, assume_crs, needed_bands=minfo.bands)
     tile, warning = training_tile(scene_info, minfo, tile)
     overlap = default_overlap(tile) if overlap is None else overlap
     summary = {"model": f"{model} ({minfo.bands} bands, input {minfo.input_size} px)",

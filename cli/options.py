@@ -121,7 +121,8 @@ _SEGMENT_ONLY_KEYS = ("prob_path", "preview_path", "candidates_path", "source_la
 
 _RUN_OPTS = [
     click.option("-m", "--model", default=DEFAULT_MODEL, show_default=True, metavar="NAME_OR_PATH",
-                 help="A shipped model (btdnet-lite-demo, trained), a preset of any architecture "
+                 help="auto (the trained model for the scene's bands: btdnet-lite-demo for 4+ bands, red, green, "
+                 "blue, NIR first; btdnet-lite-demo-rgb for 3), a shipped model, a preset of any architecture "
                  "(`rrsis model list`: btdnet-*, rsrefseg-*; untrained heads) or a .safetensors checkpoint."),
     bands_opt,
     tile_opt,

@@ -6,6 +6,8 @@ import os
 
 import click
 
+from rrsis_geo.weights import choose_model  # no torch: help stays fast
+
 from cli.options import run_opts, segment_options, setup_logging
 
 
@@ -74,17 +76,34 @@ def _run(scene, expression, output, model, device, reporter, opts):
     # Bad input fails before a model is built; the band count is checked once the model is known.
     # A checkpoint file is an input: no output may replace it.
     inputs = {"the model checkpoint": model} if os.path.isfile(model) else None
-    preflight(scene, expression, output, options, needed_bands=None, inputs=inputs)
+    info = preflight(scene, expression, output, options, needed_bands=None, inputs=inputs)
+    n_bands = len(options.bands) if options.bands else info.usable_band_count
+    chosen = choose_model(model, n_bands)
 
     from rrsis_geo.models import load_predictor
 
-    predictor = load_predictor(model, device=device)
+    predictor = load_predictor(chosen, device=device)
+    if chosen != model:
+        reporter = _after_start(reporter, {
+            "event": "log", "level": "info",
+            "message": f"model: {chosen}, chosen for {n_bands} input bands (--model names another)"
+                       + alpha_note(info, options.bands)})
     if predictor.info.checksum.startswith("preset:"):
         reporter = _after_start(reporter, {
             "event": "log", "level": "warning",
             "message": f"{model} is an untrained preset: its heads are random, so its polygons mean nothing "
                        "(use a trained model for real results)"})
     return segment_scene(scene, expression, output, predictor, options, progress=reporter, inputs=inputs)
+
+
+def alpha_note(info, bands) -> str:
+    """How to read bands marked alpha as data, when they went uncounted."""
+    alpha = [str(i + 1) for i, ci in enumerate(info.color_interp) if ci == "alpha"]
+    if bands or not alpha:
+        return ""
+    every = ",".join(str(i) for i in range(1, info.count + 1))
+    return (f"; band {','.join(alpha)} is marked alpha and read as the validity mask: "
+            f"--bands {every} reads it as data")
 
 
 def _after_start(reporter, event: dict):

@@ -102,10 +102,11 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
 
     #: Enum option order is part of the API (scripts pass indices): append, never reorder.
     #: Every preset of every architecture and every shipped model (tests/models/test_registry.py checks
-    #: this against the registry; the plugin never imports torch, so the names are listed here).
-    MODELS = ["btdnet-lite", "btdnet-b", "btdnet-tiny", "btdnet-lite-demo", "rsrefseg-b", "rsrefseg-tiny"]
-    #: The trained demo model shipped with rrsis-geo; the presets have untrained heads.
-    DEFAULT_MODEL = MODELS.index("btdnet-lite-demo")
+    #: this against the registry; the plugin never imports torch, so the names are listed here), and
+    #: "auto": the trained model that fits the layer's bands (btdnet-lite-demo for 4+, btdnet-lite-demo-rgb for 3).
+    MODELS = ["btdnet-lite", "btdnet-b", "btdnet-tiny", "btdnet-lite-demo", "rsrefseg-b", "rsrefseg-tiny",
+              "btdnet-lite-demo-rgb", "auto"]
+    DEFAULT_MODEL = MODELS.index("auto")
     DEVICES = ["auto", "cpu", "cuda"]
     #: (CLI mode, label); indices are API like MODELS: append, never reorder.
     MODES = [
@@ -149,7 +150,7 @@ class SegmentAlgorithm(QgsProcessingAlgorithm):
         )
         self.addParameter(
             QgsProcessingParameterEnum(
-                self.MODEL, self.tr("Model (btdnet-lite-demo is trained; presets are architectures)"),
+                self.MODEL, self.tr("Model (auto: the trained demo model for the layer's bands; presets are architectures)"),
                 options=self.MODELS, defaultValue=self.DEFAULT_MODEL
             )
         )

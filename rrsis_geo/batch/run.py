@@ -116,9 +116,9 @@ def run_batch(scenes: list[Scene], job: BatchJob, scheduler="local", workers: in
 # -------------------------------------------------------------------------------- before the run
 def _check_model(model: str) -> None:
     """A model argument that names no model of this package is refused before any scene starts."""
-    from rrsis_geo.weights import SHIPPED
+    from rrsis_geo.weights import AUTO, SHIPPED
 
-    if model in SHIPPED or os.path.isfile(model):
+    if model in SHIPPED or model == AUTO or os.path.isfile(model):
         return
     from rrsis_geo.models.registry import checkpoint_for  # presets (imports torch), else the ModelError
 

@@ -125,7 +125,7 @@ def run_scene(job: BatchJob, scene: Scene, key: str) -> dict:
     options = scene_options(job, scene)
     inputs = {"the model checkpoint": job.model} if os.path.isfile(job.model) else None
     try:
-        predictor = predictor_for(job)
+        predictor = predictor_for(job, scene_model(job, scene, options))
         result = segment_scene(scene.path, scene.expression, output_path(job, scene), predictor, options,
                                inputs=inputs)
         record.update(status="done", features=result.features, answer_features=result.answer_features,
@@ -168,16 +168,32 @@ _predictors: dict[tuple, object] = {}
 _load_lock = threading.Lock()
 
 
-def predictor_for(job: BatchJob):
-    """This worker's predictor for ``job``'s model: loaded on the worker's first scene, then reused."""
+def scene_model(job: BatchJob, scene: Scene, options) -> str:
+    """The model for ``scene``: ``job.model``, or for ``auto`` the shipped model that fits the
+    scene's bands (as ``rrsis segment`` chooses it)."""
+    from rrsis_geo.weights import AUTO, choose_model
+
+    if job.model != AUTO:
+        return job.model
+    if options.bands:
+        return choose_model(AUTO, len(options.bands))
+    from rrsis_geo.engine.raster import open_scene
+
+    return choose_model(AUTO, open_scene(scene.path, None, options.assume_crs, needed_bands=None).usable_band_count)
+
+
+def predictor_for(job: BatchJob, model: str | None = None):
+    """This worker's predictor for ``model`` (default: ``job``'s): loaded on the worker's first
+    scene that needs it, then reused."""
     worker = _worker()
+    model = model or job.model
     module, name = job.loader.split(":")
     load = getattr(importlib.import_module(module), name)
-    key = (getattr(worker, "id", None), load, job.model, job.device, job.gpus)
+    key = (getattr(worker, "id", None), load, model, job.device, job.gpus)
     with _load_lock:
         predictor = _predictors.get(key)
         if predictor is None:
-            predictor = _predictors[key] = load(job.model, device=_device(job, worker))
+            predictor = _predictors[key] = load(model, device=_device(job, worker))
             threads = _threads(job, worker)
             if threads and "torch" in sys.modules:  # never imported just for this (a fake model needs none)
                 sys.modules["torch"].set_num_threads(threads)

@@ -65,6 +65,11 @@ class SceneInfo:
     color_interp: tuple[str, ...] = field(default_factory=tuple)
 
     @property
+    def usable_band_count(self) -> int:
+        """Bands that hold data (not marked alpha)."""
+        return sum(ci != "alpha" for ci in self.color_interp) if self.color_interp else self.count
+
+    @property
     def bounds(self) -> tuple[float, float, float, float]:
         """(xmin, ymin, xmax, ymax) of the pixel grid's corners in the scene's CRS (also for
         rotated grids)."""
@@ -120,8 +125,7 @@ def choose_bands(count: int, color_interp: tuple[str, ...], bands: tuple[int, ..
             f"the model takes {needed} bands but band {','.join(map(str, alpha))} of the raster is marked alpha; "
             f"if it holds data, name the bands with --bands {','.join(map(str, range(1, needed + 1)))}"
         )
-    rgb = ("; no trained RGB model ships yet: the RGB presets (--model btdnet-lite, btdnet-b or btdnet-tiny) "
-           "run on 3 bands but are untrained" if len(usable) == 3 else "")
+    rgb = ("; for a 3-band scene use --model btdnet-lite-demo-rgb, or leave --model out" if len(usable) == 3 else "")
     raise RasterError(
         f"the model takes {needed} bands but the raster has only {len(usable)} usable; use a scene with the "
         f"model's bands (its model card names them; btdnet-lite-demo: red, green, blue, NIR) or another --model{rgb}"

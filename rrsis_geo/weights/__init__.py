@@ -19,6 +19,8 @@ WEIGHTS_DIR = Path(__file__).resolve().parent
 @dataclass(frozen=True)
 class ShippedModel:
     name: str
+    bands: int  # how many bands it reads
+    recipe: str  # the make target that rebuilds it
     summary: str  # one line for `rrsis model list`
 
     @property
@@ -31,12 +33,27 @@ class ShippedModel:
 
 
 SHIPPED = {m.name: m for m in (
-    ShippedModel("btdnet-lite-demo", "btdnet-lite trained on the demo data: lakes, rivers, sea, green and bare "
-                                     "fields in 5-10 m 4-band scenes (red, green, blue, NIR), named by size, "
-                                     "position and relation (see its model card)"),
+    ShippedModel("btdnet-lite-demo", 4, "demo-model",
+                 "btdnet-lite trained on the demo data: lakes, rivers, sea, green and bare fields in 5-10 m "
+                 "4-band scenes (red, green, blue, NIR), named by size, position and relation (see its model card)"),
+    ShippedModel("btdnet-lite-demo-rgb", 3, "demo-model-rgb",
+                 "btdnet-lite-demo's recipe on red, green and blue only, for orthophotos and other 3-band "
+                 "scenes (see its model card)"),
 )}
 
-DEFAULT_MODEL = "btdnet-lite-demo"
+AUTO = "auto"
+DEFAULT_MODEL = AUTO  # the shipped model that fits the scene's bands: see :func:`choose_model`
+
+
+def choose_model(name: str, scene_bands: int) -> str:
+    """``name``, or for :data:`AUTO` the shipped model that reads the most of a scene's
+    ``scene_bands`` bands (as ``--bands`` selects them, in the model's order): 4 or more
+    (red, green, blue, NIR first) get ``btdnet-lite-demo``, 3 ``btdnet-lite-demo-rgb``; a
+    single band is read as grey by the model with the fewest."""
+    if name != AUTO:
+        return name
+    fits = [m for m in SHIPPED.values() if m.bands <= scene_bands] or [min(SHIPPED.values(), key=lambda m: m.bands)]
+    return max(fits, key=lambda m: m.bands).name
 
 
 def shipped_path(name: str) -> Path:
@@ -44,6 +61,6 @@ def shipped_path(name: str) -> Path:
     model = SHIPPED[name]
     if not model.path.is_file():
         raise ModelError(f"the shipped model {name} is missing from this installation (expected {model.path}); "
-                         "reinstall rrsis-geo or rebuild it with `make demo-model`")
+                         f"reinstall rrsis-geo or rebuild it with `make {model.recipe}`")
     return model.path
 

@@ -23,28 +23,34 @@ if str(ROOT) not in sys.path:
 from scripts.demo_data.scenes import S2_FULL_SCALE  # noqa: E402
 
 BANDS = ("red", "green", "blue", "nir")
-DEMO_INPUTS = {
-    "radiometry": {
-        "uint8": {"lo": [0.0] * 4, "hi": [255.0] * 4,
-                  "note": "8-bit red, green, blue, NIR as the demo chips store them (NAIP DN as is)"},
-        "uint16": {"lo": [0.0] * 4, "hi": [float(S2_FULL_SCALE[b]) for b in BANDS],
-                   "note": "Sentinel-2 L1C reflectance x 10000, as the demo chips were made"},
-    },
-    "gsd_m_range": [5.0, 10.0],
-    "chip_px": 256,
-}
+
+
+def demo_inputs(n_bands: int) -> dict:
+    """The metadata of a demo model reading the first ``n_bands`` of red, green, blue, NIR."""
+    bands = BANDS[:n_bands]
+    names = ", ".join(b if b != "nir" else "NIR" for b in bands)
+    return {
+        "radiometry": {
+            "uint8": {"lo": [0.0] * n_bands, "hi": [255.0] * n_bands,
+                      "note": f"8-bit {names} as the demo chips store them (NAIP DN as is)"},
+            "uint16": {"lo": [0.0] * n_bands, "hi": [float(S2_FULL_SCALE[b]) for b in bands],
+                       "note": "Sentinel-2 L1C reflectance x 10000, as the demo chips were made"},
+        },
+        "gsd_m_range": [5.0, 10.0],
+        "chip_px": 256,
+    }
 
 
 def record_inputs(path: Path) -> int:
-    """Write ``DEMO_INPUTS`` into checkpoint ``path`` in place; return the number of tensors,
-    each checked equal (``torch.equal``) to what the file held before."""
+    """Write :func:`demo_inputs` for the model's band count into checkpoint ``path`` in place;
+    return the number of tensors, each checked equal (``torch.equal``) to what the file held before."""
     import torch
     from safetensors.torch import load_file
 
-    from rrsis_geo.models.checkpoint import update_metadata
+    from rrsis_geo.models.checkpoint import read_metadata, update_metadata
 
     before = load_file(str(path))
-    update_metadata(path, path, **DEMO_INPUTS)
+    update_metadata(path, path, **demo_inputs(read_metadata(path)["bands"]))
     after = load_file(str(path))
     same = before.keys() == after.keys() and all(
         before[k].dtype == after[k].dtype and torch.equal(before[k], after[k]) for k in before)

@@ -310,3 +310,30 @@ def test_an_unexpected_error_fails_one_scene_only(scenes, tmp_path, monkeypatch,
     assert list(index["status"]) == ["done", "failed", "done"]
     assert index.loc["south", "error"] == "internal error: RuntimeError: CUDA error: an illegal memory access"
     assert not [e for e in events if e["event"] == "retry"]  # a scene's own failure is not retried
+
+
+def test_auto_runs_each_scene_with_the_model_for_its_bands(tmp_path, monkeypatch):
+    """The default ``--model auto`` chooses per scene, as ``rrsis segment`` does: a 3-band scene gets
+    the RGB demo model, a 4-band one the RGBN model (the loader is a recording test double)."""
+    from rrsis_geo.weights import SHIPPED
+
+    loads = []
+
+    def load(name, device="auto"):
+        loads.append(name)
+        return CategoryModel(input_size=64, bands=SHIPPED[name].bands)
+
+    monkeypatch.setattr(rrsis_geo.models, "load_predictor", load)
+    folder = tmp_path / "scenes"
+    folder.mkdir()
+    write_scene(folder / "rgb.tif", [(10, 60, 10, 70)], 500000.0, 5000000.0)
+    data = np.full((4, 180, 150), 30, dtype="uint8")
+    data[0, 100:130, 90:140] = 220
+    write_raster(folder / "rgbn.tif", data, crs="EPSG:32633", transform=from_origin(502000.0, 5000000.0, 10.0, 10.0),
+                 photometric="MINISBLACK")
+    result, events = rrsis("batch", folder, EXPR, "-o", tmp_path / "out", "--scheduler", "none")
+    assert result.exit_code == 0, result.output
+    assert sorted(loads) == ["btdnet-lite-demo", "btdnet-lite-demo-rgb"]
+    index = gpd.read_file(tmp_path / "out" / "index.gpkg").set_index("scene")
+    # each fake reads its model's band count, so a scene given the other model fails its band check
+    assert (index["status"] == "done").all() and (index["answer_features"] == 1).all(), index

@@ -13,7 +13,7 @@ import torch
 from rrsis_geo.errors import CheckpointError, ModelError
 from rrsis_geo.models import ARCHITECTURES, create_model, get_config, list_presets, load_checkpoint, save_checkpoint
 from rrsis_geo.models.registry import architecture_of, preset_architecture
-from rrsis_geo.weights import DEFAULT_MODEL, shipped_path
+from rrsis_geo.weights import shipped_path
 
 
 def rewrite_meta(src, dst, edit):
@@ -80,8 +80,8 @@ def test_the_shipped_model_without_an_architecture_key_loads_and_predicts_bit_id
     """Files written before the header named its architecture are BTDNet."""
     from rrsis_geo.models import load_predictor
 
-    shipped = shipped_path(DEFAULT_MODEL)
-    legacy = rewrite_meta(shipped, tmp_path / f"{DEFAULT_MODEL}.safetensors", lambda m: m.pop("architecture"))
+    shipped = shipped_path("btdnet-lite-demo")
+    legacy = rewrite_meta(shipped, tmp_path / "btdnet-lite-demo.safetensors", lambda m: m.pop("architecture"))
     assert "architecture" not in json.loads(json.loads(legacy.read_bytes()[8:8 + struct.unpack("<Q", legacy.read_bytes()[:8])[0]])
                                             ["__metadata__"]["rrsis_geo"])
     a, b = load_predictor(str(shipped), device="cpu"), load_predictor(str(legacy), device="cpu")
@@ -100,11 +100,11 @@ def test_the_qgis_model_list_offers_every_preset_and_shipped_model():
     import ast
     from pathlib import Path
 
-    from rrsis_geo.weights import SHIPPED
+    from rrsis_geo.weights import AUTO, SHIPPED
 
     source = Path(__file__).resolve().parents[2] / "qgis_plugin" / "algorithms" / "segment.py"
     tree = ast.parse(source.read_text())
     models = next(ast.literal_eval(node.value) for node in ast.walk(tree)
                   if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", None) == "MODELS")
-    assert sorted(models) == sorted(list_presets() + list(SHIPPED))
+    assert sorted(models) == sorted(list_presets() + list(SHIPPED) + [AUTO])
     assert models[:4] == ["btdnet-lite", "btdnet-b", "btdnet-tiny", "btdnet-lite-demo"]
