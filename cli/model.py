@@ -22,11 +22,11 @@ def list_cmd():
 
     for m in SHIPPED.values():
         state = "" if m.path.is_file() else "  [missing from this installation]"
-        click.echo(f"{m.name:18s} trained  {m.summary}{state}")
+        click.echo(f"{m.name:21s} trained  {m.summary}{state}")
     for name in list_presets():
         bands = preset_settings(name)["bands"]
         what = "3 bands (red, green, blue)" if bands == 3 else f"{bands} bands"
-        click.echo(f"{name:18s} preset   {preset_architecture(name).name} architecture only, {what}: random or "
+        click.echo(f"{name:21s} preset   {preset_architecture(name).name} architecture only, {what}: random or "
                    "generic pretrained weights, untrained heads")
 
 

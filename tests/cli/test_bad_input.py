@@ -200,11 +200,11 @@ def test_info_shows_the_plan_segment_uses(rasters):
     assert summary["tile_plan"]["tile"] == 256 and summary["tile_plan"]["overlap"] == 32
 
 
-def test_rgb_scene_with_the_default_model_says_what_to_do(tmp_path):
+def test_rgb_scene_with_the_rgbn_model_named_says_what_to_do(tmp_path):
     rgb = write_raster(tmp_path / "rgb.tif", smooth_field(40, 60, bands=3))
     out = tmp_path / "out.gpkg"
-    line = one_line_exit_2(rrsis("segment", rgb, "the lake", "-o", str(out)))
-    assert "4 bands" in line and "no trained RGB model ships yet" in line and "--model btdnet-lite" in line
+    line = one_line_exit_2(rrsis("segment", rgb, "the lake", "-o", str(out), "--model", "btdnet-lite-demo"))
+    assert "4 bands" in line and "--model btdnet-lite-demo-rgb, or leave --model out" in line
     assert not out.exists()
 
 
@@ -221,4 +221,5 @@ def test_model_list_describes_bands():
     proc = rrsis("model", "list")
     lines = dict(l.split(None, 1) for l in proc.stdout.splitlines())
     assert "red, green, blue, NIR" in lines["btdnet-lite-demo"]
+    assert "red, green and blue only" in lines["btdnet-lite-demo-rgb"]
     assert all("3 bands (red, green, blue)" in lines[p] for p in ("btdnet-lite", "btdnet-b", "btdnet-tiny"))
