@@ -32,7 +32,7 @@ def info(scene, model, bands, tile, overlap, assume_crs, as_json):
     bands = parse_bands(bands)
     if model == AUTO:
         first = open_scene(scene, bands, assume_crs, needed_bands=None)
-        model = choose_model(model, len(bands) if bands else first.usable_band_count)
+        model = choose_model(model, first.offered_bands(bands))
     minfo = model_info(model)
     scene_info = open_scene(scene, bands, assume_crs, needed_bands=minfo.bands)
     tile, warning = training_tile(scene_info, minfo, tile)

@@ -77,7 +77,7 @@ def _run(scene, expression, output, model, device, reporter, opts):
     # A checkpoint file is an input: no output may replace it.
     inputs = {"the model checkpoint": model} if os.path.isfile(model) else None
     info = preflight(scene, expression, output, options, needed_bands=None, inputs=inputs)
-    n_bands = len(options.bands) if options.bands else info.usable_band_count
+    n_bands = info.offered_bands(options.bands)
     chosen = choose_model(model, n_bands)
 
     from rrsis_geo.models import load_predictor

@@ -175,18 +175,16 @@ def scene_model(job: BatchJob, scene: Scene, options) -> str:
 
     if job.model != AUTO:
         return job.model
-    if options.bands:
-        return choose_model(AUTO, len(options.bands))
     from rrsis_geo.engine.raster import open_scene
 
-    return choose_model(AUTO, open_scene(scene.path, None, options.assume_crs, needed_bands=None).usable_band_count)
+    info = open_scene(scene.path, None, options.assume_crs, needed_bands=None)
+    return choose_model(AUTO, info.offered_bands(options.bands))
 
 
-def predictor_for(job: BatchJob, model: str | None = None):
-    """This worker's predictor for ``model`` (default: ``job``'s): loaded on the worker's first
+def predictor_for(job: BatchJob, model: str):
+    """This worker's predictor for ``model`` (:func:`scene_model`): loaded on the worker's first
     scene that needs it, then reused."""
     worker = _worker()
-    model = model or job.model
     module, name = job.loader.split(":")
     load = getattr(importlib.import_module(module), name)
     key = (getattr(worker, "id", None), load, model, job.device, job.gpus)

@@ -64,9 +64,11 @@ class SceneInfo:
     mask_flags: tuple[str, ...] = field(default_factory=tuple)
     color_interp: tuple[str, ...] = field(default_factory=tuple)
 
-    @property
-    def usable_band_count(self) -> int:
-        """Bands that hold data (not marked alpha)."""
+    def offered_bands(self, bands: tuple[int, ...] | None = None) -> int:
+        """How many bands the scene offers a model: those ``--bands`` names, else those that hold
+        data (not marked alpha)."""
+        if bands:
+            return len(bands)
         return sum(ci != "alpha" for ci in self.color_interp) if self.color_interp else self.count
 
     @property
