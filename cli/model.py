@@ -107,6 +107,29 @@ def export(src, dst, no_half, keep_pretrained, force):
     click.echo(f"wrote {dst}")
 
 
+@model.command("select-bands")
+@click.argument("src", type=click.Path(dir_okay=False))
+@click.argument("dst", type=click.Path(dir_okay=False))
+@click.option("--bands", required=True, metavar="B1,B2,...",
+              help="The input bands to keep (1-based, in the order the new model takes them), e.g. 1,2,3.")
+@click.option("--force", is_flag=True, help="Overwrite DST if it exists.")
+def select_bands_cmd(src, dst, bands, force):
+    """Write to DST the model SRC narrowed to some of its input bands (an RGB start from an RGBN
+    model): the kept bands' input filters and every other tensor as trained. It computes what SRC
+    computes with the dropped bands at their training mean; calibrate it again, or train it further
+    from it (model.init)."""
+    from rrsis_geo.engine.raster import parse_bands
+    from rrsis_geo.models.bands import select_bands
+
+    keep = parse_bands(bands)
+    refuse_existing(dst, force)
+    r = select_bands(src, dst, keep or ())
+    click.echo(f"bands    {', '.join(map(str, r['bands']))} of {r['from_bands']} "
+               f"(input filters selected in {', '.join(r['sliced']) or 'no tensor'})")
+    click.echo("metadata threshold 0.5, no presence threshold: calibrate it again (rrsis model calibrate)")
+    click.echo(f"wrote {dst}")
+
+
 def calibration_io(f):
     """SRC, ROOT, --format, -o and --split of the calibrate commands."""
     for decorator in reversed([
