@@ -58,6 +58,7 @@ import random
 import sys
 import time
 import zlib
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -77,13 +78,21 @@ SEED = 0
 #: 512 x 512 windows at the corners of the Sentinel-2 test block: the same ground in other frames
 #: ("the lake in the north-west" names another object in each), so more expressions per kind.
 S2_CORNERS = {"s2-nw": (0, 0), "s2-ne": (0, 256), "s2-sw": (256, 0), "s2-se": (256, 256)}
-SCENE_NAMES = ("s2", "naip", *S2_CORNERS)
+#: Mosaics of test chips: name -> (source, chips a side). The source's held-out test chips (Sentinel-2:
+#: 9, each once; NAIP: 2, each twice), in a seeded order, each turned by a seeded dihedral op,
+#: chip against chip: held-out ground in arrangements no training chip had, so other facts.
+MOSAICS = {"s2-mosaic1": ("s2", 3), "s2-mosaic2": ("s2", 3), "naip-mosaic": ("naip", 2)}
+SCENE_NAMES = ("s2", "naip", *S2_CORNERS, *MOSAICS)
+
+
+def _chips(source: str, scene):
+    H, W = scene.valid.shape
+    return {(c.col, c.row): c for c in layout.grid(source, W, H, CHIP, GAP, scene.split_of)}
 
 
 def _window_of(name: str, scene):
-    H, W = scene.valid.shape
     source = name.split("-")[0]
-    chips = {(c.col, c.row): c for c in layout.grid(source, W, H, CHIP, GAP, scene.split_of)}
+    chips = _chips(source, scene)
     if source == "s2":
         c = chips[(0, 4)]
         assert all(chips[(i, j)].split == "test" for i in (0, 1, 2) for j in (4, 5, 6))
@@ -96,30 +105,63 @@ def _window_of(name: str, scene):
     return c.row_off, c.col_off, 256, 512
 
 
-def make_scene(name: str, out: Path, log=print, rgb: bool = False):
-    """Write the scene GeoTIFF; return (path, targets, distractors, expression list, gsd)."""
-    import rasterio
-    from affine import Affine
-
-    scene = SCENES[name.split("-")[0]]()
-    if scene is None:
-        log(f"scene {name}: source not installed, skipped")
-        return None
-    r0, c0, h, w = _window_of(name, scene)
-    win = (slice(r0, r0 + h), slice(c0, c0 + w))
-    assert scene.valid[win].all(), f"{name}: invalid pixels in the benchmark window"
-    ix = labels.indices(scene.bands["red"], scene.bands["green"], scene.bands["nir"], scene.bands["blue"])
-    masks = labels.class_masks(ix, scene.rules, scene.valid)
-    cm = {k: v[win] for k, v in masks.items()}
-    targets, distractors = labels.chip_targets(cm, scene.rules)
-    exprs = expressions.generate(targets, w, h, gsd=scene.gsd, seed=zlib.crc32(f"{SEED}:bench:{name}".encode()),
-                                 per_fact=PER_FACT, size_ratio=SIZE_RATIO, distractors=distractors)
-    t = scene.transform
-    transform = Affine(t.a, t.b, t.c + c0 * t.a + r0 * t.b, t.d, t.e, t.f + c0 * t.d + r0 * t.e)
-    if name.startswith("s2"):  # the original L1C values (reflectance x 10000), uint16
+def _pixels(source: str, scene, win, op: int = 0) -> np.ndarray:
+    """The scene's bands red, green, blue, NIR in ``win``, turned by dihedral ``op``: Sentinel-2 as the
+    original L1C values (reflectance x 10000, uint16), NAIP as its uint8 file values."""
+    if source == "s2":
         data = np.stack([np.round(scene.bands[k][win] * 10000.0) for k in ("red", "green", "blue", "nir")]).astype(np.uint16)
     else:
         data = scene.rgbn8[(slice(None), *win)]
+    return layout.dihedral(data, op)
+
+
+def mosaic_layout(name: str, scene) -> list:
+    """The chips of mosaic ``name`` in row-major order, each with its seeded dihedral op."""
+    source, n = MOSAICS[name]
+    tests = [c for c in _chips(source, scene).values() if c.split == "test"]
+    picks = (tests * -(-n * n // len(tests)))[:n * n]
+    rng = random.Random(zlib.crc32(f"{SEED}:mosaic:{name}".encode()))
+    rng.shuffle(picks)
+    return [replace(c, op=rng.randrange(8)) for c in picks]
+
+
+def make_scene(name: str, out: Path, log=print, rgb: bool = False):
+    """Write the scene GeoTIFF; return (path, targets, distractors, expression list, transform, shape)."""
+    import rasterio
+    from affine import Affine
+
+    source = name.split("-")[0]
+    scene = SCENES[source]()
+    if scene is None:
+        log(f"scene {name}: source not installed, skipped")
+        return None
+    ix = labels.indices(scene.bands["red"], scene.bands["green"], scene.bands["nir"], scene.bands["blue"])
+    masks = labels.class_masks(ix, scene.rules, scene.valid)
+    t = scene.transform
+    if name in MOSAICS:
+        chips = mosaic_layout(name, scene)
+        n = MOSAICS[name][1]
+        h = w = n * CHIP
+        data = np.zeros((4, h, w), scene.rgbn8.dtype if source == "naip" else np.uint16)
+        cm = {k: np.zeros((h, w), bool) for k in masks}
+        for i, c in enumerate(chips):
+            win = (slice(c.row_off, c.row_off + CHIP), slice(c.col_off, c.col_off + CHIP))
+            assert scene.valid[win].all(), f"{name}: invalid pixels in chip {c.name}"
+            cell = (slice(i // n * CHIP, (i // n + 1) * CHIP), slice(i % n * CHIP, (i % n + 1) * CHIP))
+            data[(slice(None), *cell)] = _pixels(source, scene, win, c.op)
+            for k, v in masks.items():
+                cm[k][cell] = layout.dihedral(v[win], c.op)
+        r0, c0 = min(c.row_off for c in chips), min(c.col_off for c in chips)  # placed over the test region
+    else:
+        r0, c0, h, w = _window_of(name, scene)
+        win = (slice(r0, r0 + h), slice(c0, c0 + w))
+        assert scene.valid[win].all(), f"{name}: invalid pixels in the benchmark window"
+        data = _pixels(source, scene, win)
+        cm = {k: v[win] for k, v in masks.items()}
+    targets, distractors = labels.chip_targets(cm, scene.rules)
+    exprs = expressions.generate(targets, w, h, gsd=scene.gsd, seed=zlib.crc32(f"{SEED}:bench:{name}".encode()),
+                                 per_fact=PER_FACT, size_ratio=SIZE_RATIO, distractors=distractors)
+    transform = Affine(t.a, t.b, t.c + c0 * t.a + r0 * t.b, t.d, t.e, t.f + c0 * t.d + r0 * t.e)
     if rgb:
         data = data[:3]
     path = out / f"bench_{name}{'_rgb' if rgb else ''}.tif"
@@ -206,10 +248,33 @@ def evaluate(mode, out_path, target_mask, cat_mask, shape, transform):
                 correct_ref=int(n_feat == 1 and best > 0.5), cat_iou=cat_iou)
 
 
+def _clusters(rows):
+    """Rows grouped by the fact they word (scene, target, fact): the wordings of one fact are not
+    independent draws, so intervals resample facts, not expressions."""
+    groups = {}
+    for r in rows:
+        groups.setdefault((r["scene"], r["target"], r["fact"]), []).append(r)
+    return list(groups.values())
+
+
+def interval(rows, stat, n_boot: int = 2000, seed: int = SEED):
+    """95 % percentile interval of ``stat(rows)`` over resampled facts (cluster bootstrap)."""
+    groups = _clusters(rows)
+    if len(groups) < 2:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    vals = [stat([r for j in rng.integers(0, len(groups), len(groups)) for r in groups[j]]) for _ in range(n_boot)]
+    return tuple(float(v) for v in np.percentile(vals, [2.5, 97.5]))
+
+
+def pr(rows) -> float:
+    return float(np.mean([r["iou"] > 0.5 for r in rows]))
+
+
 def table(rows, title):
     print(f"\n### {title}\n")
-    print("| kind | n | mIoU | oIoU | Pr@0.5 | ref | n_feat | catIoU | s/run |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| kind | n | facts | mIoU | oIoU | Pr@0.5 | Pr@0.5 95 % | ref | n_feat | catIoU | s/run |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     groups = [(k, [r for r in rows if r["kind"] == k]) for k in KINDS] + [("all", rows)]
     for k, rs in groups:
         rs = [r for r in rs if "iou" in r]
@@ -217,9 +282,37 @@ def table(rows, title):
             continue
         iou = np.array([r["iou"] for r in rs])
         o = sum(r["inter"] for r in rs) / max(1, sum(r["union"] for r in rs))
-        print(f"| {k} | {len(rs)} | {iou.mean():.3f} | {o:.3f} | {(iou > 0.5).mean():.3f} | "
-              f"{np.mean([r['correct_ref'] for r in rs]):.3f} | {np.mean([r['n_feat'] for r in rs]):.2f} | "
+        lo, hi = interval(rs, pr)
+        print(f"| {k} | {len(rs)} | {len(_clusters(rs))} | {iou.mean():.3f} | {o:.3f} | {(iou > 0.5).mean():.3f} | "
+              f"[{lo:.3f}, {hi:.3f}] | {np.mean([r['correct_ref'] for r in rs]):.3f} | {np.mean([r['n_feat'] for r in rs]):.2f} | "
               f"{np.mean([r['cat_iou'] for r in rs]):.3f} | {np.mean([r['seconds'] for r in rs]):.1f} |")
+
+
+def paired(results, base: str = "scene"):
+    """Scene-level against each other mode on the expressions both ran: Pr@0.5 of each, their
+    difference and ratio, with 95 % intervals over resampled facts."""
+    if base not in results:
+        return
+    key = lambda r: (r["scene"], r["text"])  # noqa: E731
+    mine = {key(r): r for r in results[base] if "iou" in r}
+    print(f"\n### {base} against the other modes, paired (size, position, relation)\n")
+    print("| against | n | facts | Pr@0.5 {0} | Pr@0.5 other | difference | 95 % | ratio | 95 % |".format(base))
+    print("|---|---|---|---|---|---|---|---|---|")
+    for mode, rows in results.items():
+        if mode == base:
+            continue
+        pairs = [dict(r, other=r2["iou"]) for r2 in rows if "iou" in r2 and r2["kind"] in ("size", "position", "relation")
+                 for r in [mine.get(key(r2))] if r is not None]
+        if not pairs:
+            continue
+        other = lambda rs: float(np.mean([r["other"] > 0.5 for r in rs]))  # noqa: E731
+        diff = lambda rs: pr(rs) - other(rs)  # noqa: E731
+        ratio = lambda rs: pr(rs) / max(other(rs), 1e-9)  # noqa: E731
+        (dlo, dhi), (rlo, rhi) = interval(pairs, diff), interval(pairs, ratio)
+        r_ = ratio(pairs)
+        fmt = lambda v: "inf" if v > 1e6 else f"{v:.2f}"  # noqa: E731
+        print(f"| {mode} | {len(pairs)} | {len(_clusters(pairs))} | {pr(pairs):.3f} | {other(pairs):.3f} | {diff(pairs):+.3f} | "
+              f"[{dlo:+.3f}, {dhi:+.3f}] | {fmt(r_)}x | [{fmt(rlo)}, {fmt(rhi)}] |")
 
 
 def main(argv=None):
@@ -232,7 +325,11 @@ def main(argv=None):
     p.add_argument("--modes", default="scene,per-tile,whole-scene")
     p.add_argument("--scenes", default=",".join(SCENE_NAMES), help=f"any of {', '.join(SCENE_NAMES)} (default: all)")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--report", metavar="RUNS_JSONL", help="print the tables of an earlier run's runs.jsonl, run nothing")
     args = p.parse_args(argv)
+    if args.report:
+        report(*load_runs(Path(args.report)))
+        return
 
     import torch
 
@@ -270,7 +367,7 @@ def main(argv=None):
             for i, e in enumerate(chosen):
                 tg = targets[e.target]
                 op = out / "runs" / f"{name}_{mode}_{i:03d}.gpkg"
-                rec = dict(scene=name, mode=mode, kind=e.kind, text=e.text, fact=e.fact, category=tg.category)
+                rec = dict(scene=name, mode=mode, kind=e.kind, text=e.text, target=e.target, fact=e.fact, category=tg.category)
                 try:
                     res, sec = run_one(path, e.text, mode, predictor, op)
                     rec.update(seconds=sec, rule=res.rule, abstained=res.abstained)
@@ -298,14 +395,20 @@ def main(argv=None):
                 with open(log_path, "a") as f:
                     f.write(json.dumps(rec) + "\n")
 
-    for mode in modes:
-        rows = results[mode]
+    report(results, oov)
+
+
+def report(results: dict, oov: list):
+    """The tables: per mode, per scene and over all scenes; scene-level paired with the other modes;
+    the out-of-vocabulary abstentions."""
+    for mode, rows in results.items():
         errors = [r for r in rows if "error" in r]
         for name in sorted({r["scene"] for r in rows}):
             table([r for r in rows if r["scene"] == name], f"{mode}, {name}")
         table(rows, f"{mode}, all scenes")
         if errors:
             print(f"\n{len(errors)} failed runs: " + "; ".join(f"{r['text']!r}: {r['error']}" for r in errors[:5]))
+    paired(results)
     if oov:
         ok = [r for r in oov if "error" not in r]
         print(f"\n### scene mode, out-of-vocabulary sentences\n\nabstained {sum(r['abstained'] for r in ok)} of {len(ok)} "
@@ -314,6 +417,14 @@ def main(argv=None):
             print(f"- {r['scene']}: {r['text']!r}: abstained={r.get('abstained')}, {r.get('n_feat', '-')} features; "
                   f"{(r.get('rule') or r.get('error', ''))[:90]}")
 
+
+def load_runs(path: Path):
+    """``runs.jsonl`` of an earlier run -> (results by mode, OOV rows), for :func:`report`."""
+    results, oov = {}, []
+    for line in Path(path).read_text().splitlines():
+        r = json.loads(line)
+        (oov if r["kind"] == "oov" else results.setdefault(r["mode"], [])).append(r)
+    return results, oov
 
 if __name__ == "__main__":
     main()
