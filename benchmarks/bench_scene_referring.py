@@ -1,7 +1,8 @@
 """Referring in the frame of a whole scene: per-tile vs whole-scene vs scene-level answers.
 
     python benchmarks/bench_scene_referring.py --out /tmp/bench_scene [--limit 12 | --all]
-        [--model auto] [--rgb] [--modes scene,per-tile,whole-scene] [--scenes s2,naip,s2-nw,...]
+        [--model auto] [--rgb] [--modes scene,per-tile,whole-scene] [--scenes s2,naip,s2-mosaic1,...]
+        [--report RUNS_JSONL]
 
 Prints figures; not a test. Scenes larger than one model input are cut from the demo data's
 held-out *test* regions (``scripts/demo_data/scenes.py``) and written as GeoTIFFs into ``--out``:
@@ -17,6 +18,12 @@ held-out *test* regions (``scripts/demo_data/scenes.py``) and written as GeoTIFF
 - ``naip``: the NAIP southern test cells, 512 x 256 px from the top-left of grid chip (1, 1)
   (the two test chips with their 16 px gap span 528 px), uint8 red, green, blue, NIR (``--rgb``:
   red, green, blue); 5 m.
+- ``s2-mosaic1``, ``s2-mosaic2`` (768 x 768 px, 10 m, uint16) and ``naip-mosaic`` (512 x 512 px,
+  5 m, uint8): mosaics of test chips, the source's held-out 256 px test chips (Sentinel-2: its 9,
+  each once; NAIP: its 2, each twice) in a seeded order, each turned by a seeded dihedral op, chip
+  against chip. The same held-out ground in arrangements no training chip had, so other facts;
+  labels are the whole-scene class masks cut and turned with the chips, and objects are found on
+  the mosaic (water meeting across a seam is one object, as the model sees it).
 
 ``--model auto`` (the default) runs the shipped model ``rrsis segment`` would choose for the
 scenes' bands: ``btdnet-lite-demo``, or with ``--rgb`` its RGB twin ``btdnet-lite-demo-rgb``.
@@ -45,6 +52,11 @@ Figures per mode and kind (size / position / relation / category):
   minus what catIoU would give shows the resolver's share.
 - OOV rows: the abstention rate (scene mode: ``SegmentResult.abstained``; the other modes never
   abstain, so OOV sentences are only run in scene mode).
+
+Intervals: 95 % percentile intervals over resampled facts (a cluster bootstrap: the wordings of
+one fact are not independent). Scene-level is paired with each other mode on the same size,
+position and relation expressions: Pr@0.5 of both, difference and ratio with their intervals.
+``--report RUNS_JSONL`` prints the tables of an earlier run without running anything.
 
 ``--limit N`` takes N expressions per scene (round-robin over kinds, one wording per fact first,
 seeded); ``--all`` takes every generated expression. Every run is logged in ``--out/runs.jsonl``.
