@@ -69,23 +69,31 @@ def select_bands(src: str | os.PathLike, dst: str | os.PathLike, bands) -> dict:
     arch = architecture_of(model)
     n_in = len(model.cfg.mean)
     idx = _band_indices(bands, n_in, owner)
-    overrides = {"mean": [model.cfg.mean[i] for i in idx], "std": [model.cfg.std[i] for i in idx]}
-    if hasattr(model.cfg, "vision") and hasattr(model.cfg.vision, "in_chans"):
-        overrides["vision"] = {"in_chans": len(idx)}
-    try:
-        cfg = arch.apply_overrides(model.cfg, overrides)
-        narrow = build_model(cfg, pretrained=False, seed=0)
-    except (TypeError, ConfigError) as exc:
-        raise ConfigError(f"{owner}: cannot take {len(idx)} bands: {exc}") from None
-    old, new = model.state_dict(), narrow.state_dict()
-    if set(old) != set(new):
+
+    def built(n: int, mean, std, refusal: str):
+        overrides = {"mean": list(mean), "std": list(std)}
+        if hasattr(model.cfg, "vision") and hasattr(model.cfg.vision, "in_chans"):
+            overrides["vision"] = {"in_chans": n}
+        try:
+            return build_model(arch.apply_overrides(model.cfg, overrides), pretrained=False, seed=0)
+        except (TypeError, ConfigError) as exc:
+            raise ConfigError(f"{owner}: {refusal}: {exc}") from None
+
+    old = model.state_dict()
+    # the band-dependent tensors: those whose shape follows the band count (a probe with one more band)
+    probe = built(n_in + 1, [*model.cfg.mean, 0.0], [*model.cfg.std, 1.0], "its input bands are fixed").state_dict()
+    narrow = built(len(idx), [model.cfg.mean[i] for i in idx], [model.cfg.std[i] for i in idx],
+                   f"cannot take {len(idx)} bands")
+    new = narrow.state_dict()
+    if not set(old) == set(new) == set(probe):
         raise ConfigError(f"{owner}: its tensors change with the band count beyond the input filters; "
                           "bands cannot be selected from it")
     state, sliced = {}, []
     for k, v in old.items():
-        if v.shape == new[k].shape:
+        if v.shape == probe[k].shape:
             state[k] = v
-        elif v.dim() >= 2 and v.shape[1] == n_in and new[k].shape == v.shape[:1] + (len(idx),) + v.shape[2:]:
+        elif (v.dim() >= 2 and v.shape[1] == n_in and probe[k].shape == v.shape[:1] + (n_in + 1,) + v.shape[2:]
+              and new[k].shape == v.shape[:1] + (len(idx),) + v.shape[2:]):
             state[k] = v[:, idx].clone()
             sliced.append(k)
         else:

@@ -49,6 +49,14 @@ def test_the_narrowed_model_is_the_source_with_dropped_bands_at_their_mean(tmp_p
     assert meta["provenance"]["bands_from"]["bands"] == [2, 3, 1]
 
 
+def test_the_same_bands_reordered_are_the_source_on_reordered_input(tmp_path, rgbn, text_proc):
+    src_model, src = rgbn
+    narrow, _ = load_checkpoint(select_bands(src, tmp_path / "grbn.safetensors", [2, 1, 3, 4])["path"])
+    x = torch.randn(2, 4, 64, 64, generator=torch.Generator().manual_seed(2))
+    assert torch.allclose(logits(narrow, text_proc, x[:, [1, 0, 2, 3]]), logits(src_model, text_proc, x), atol=1e-5)
+    assert not torch.allclose(logits(narrow, text_proc, x), logits(src_model, text_proc, x), atol=1e-3)
+
+
 def test_a_nir_value_other_than_its_mean_is_what_the_narrowed_model_lacks(tmp_path, rgbn, text_proc):
     src_model, src = rgbn
     narrow, _ = load_checkpoint(select_bands(src, tmp_path / "rgb.safetensors", [1, 2, 3])["path"])
