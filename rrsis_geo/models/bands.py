@@ -61,14 +61,18 @@ def select_bands(src: str | os.PathLike, dst: str | os.PathLike, bands) -> dict:
     with a :class:`~rrsis_geo.errors.ConfigError`, as is a band it does not take.
     """
     from rrsis_geo.errors import ConfigError
-    from rrsis_geo.models.checkpoint import load_checkpoint, read_metadata, save_checkpoint, sha256_file
+    from rrsis_geo.models.checkpoint import (
+        check_output_folder, load_checkpoint, read_metadata, save_checkpoint, sha256_file,
+    )
     from rrsis_geo.models.registry import architecture_of, build_model
 
     owner = Path(src).name
+    header = read_metadata(src)  # the refusals below come before the model loads
+    n_in = len(header.get("mean") or ())
+    idx = _band_indices(bands, n_in, owner)
+    check_output_folder(dst)
     model, meta = load_checkpoint(src)
     arch = architecture_of(model)
-    n_in = len(model.cfg.mean)
-    idx = _band_indices(bands, n_in, owner)
 
     def built(n: int, mean, std, refusal: str):
         overrides = {"mean": list(mean), "std": list(std)}
@@ -104,7 +108,6 @@ def select_bands(src: str | os.PathLike, dst: str | os.PathLike, bands) -> dict:
     narrow.provenance = dict(getattr(model, "provenance", {}) or {}, bands_from={
         "source": owner, "sha256": sha256_file(src), "bands": [i + 1 for i in idx], "of": n_in,
         "sliced": sliced})
-    header = read_metadata(src)
     extra = {k: header[k] for k in KEPT_META if header.get(k) is not None}
     if "radiometry" in extra:
         extra["radiometry"] = _slice_radiometry(extra["radiometry"], idx, n_in)
