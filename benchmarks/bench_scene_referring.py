@@ -295,7 +295,7 @@ def table(rows, title):
         iou = np.array([r["iou"] for r in rs])
         o = sum(r["inter"] for r in rs) / max(1, sum(r["union"] for r in rs))
         lo, hi = interval(rs, pr)
-        print(f"| {k} | {len(rs)} | {len(_clusters(rs))} | {iou.mean():.3f} | {o:.3f} | {(iou > 0.5).mean():.3f} | "
+        print(f"| {k} | {len(rs)} | {len(_clusters(rs))} | {iou.mean():.3f} | {o:.3f} | {pr(rs):.3f} | "
               f"[{lo:.3f}, {hi:.3f}] | {np.mean([r['correct_ref'] for r in rs]):.3f} | {np.mean([r['n_feat'] for r in rs]):.2f} | "
               f"{np.mean([r['cat_iou'] for r in rs]):.3f} | {np.mean([r['seconds'] for r in rs]):.1f} |")
 

@@ -71,7 +71,7 @@ def select_bands(src: str | os.PathLike, dst: str | os.PathLike, bands) -> dict:
     n_in = len(header.get("mean") or ())
     idx = _band_indices(bands, n_in, owner)
     check_output_folder(dst)
-    model, meta = load_checkpoint(src)
+    model, _ = load_checkpoint(src)  # its metadata is `header`, read above
     arch = architecture_of(model)
 
     def built(n: int, mean, std, refusal: str):
