@@ -25,6 +25,10 @@ DEFAULTS: dict[str, Any] = {
         "seed": 0,
         "deterministic": False,
         "device": "auto",  # auto | cpu | cuda
+        # CPU compute threads (0: PyTorch's default, one per core). CPU results depend on the
+        # thread count and the instruction set (checkpoint metadata training.compute records both):
+        # pin it to rebuild a file bit for bit on a machine with more cores
+        "threads": 0,
         "resume": "auto",  # auto: resume from out_dir/last.state.safetensors if present | never | a path
         "save_every_iters": 0,  # also save `last` every N optimizer steps (0: end of epoch only)
         "find_unused_parameters": False,  # DDP
@@ -113,7 +117,7 @@ CHOICES = {
 FREE_FORM = {"model.overrides"}  # dicts whose keys are checked by their owner (create_model)
 
 # Keys that may change between an interrupted run and its resumption.
-RESUME_MAY_CHANGE = ("run.out_dir", "run.resume", "run.device", "data.num_workers", "data.root", "log.", "eval.batch_size")
+RESUME_MAY_CHANGE = ("run.out_dir", "run.resume", "run.device", "run.threads", "data.num_workers", "data.root", "log.", "eval.batch_size")
 
 
 def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
@@ -268,6 +272,8 @@ def validate(cfg: dict) -> None:
         raise ConfigError(f"optim.batch_size ({o['batch_size']}) must be a multiple of optim.accumulation ({o['accumulation']})")
     if cfg["data"]["root"] is None:
         raise ConfigError("data.root is not set: put it in the config or pass --set data.root=PATH")
+    if cfg["run"]["threads"] < 0:
+        raise ConfigError("run.threads must be >= 0 (0: one per core)")
     if cfg["data"]["input_size"] < 8:
         raise ConfigError("data.input_size must be >= 8")
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import platform
 import random
 import sys
 import time
@@ -88,6 +89,35 @@ def select_device(pref: str, dist: DistInfo) -> torch.device:
     if pref in ("auto", "cuda") and torch.cuda.is_available():
         return torch.device("cuda", dist.local_rank)
     return torch.device("cpu")
+
+
+# the packages whose releases can change what a training step computes
+NUMERIC_PACKAGES = ("numpy", "torchvision", "timm", "transformers", "rasterio")
+
+
+def compute_record(device: torch.device, world: int) -> dict:
+    """What did the arithmetic: results on the CPU differ in the last bits between instruction sets
+    and thread counts, so a rebuild is bit for bit only where these (and the packages) match."""
+    from importlib import metadata
+
+    packages = {}
+    for name in NUMERIC_PACKAGES:
+        try:
+            packages[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    rec = {"device": device.type, "world": world, "torch": torch.__version__, "packages": packages}
+    if device.type == "cuda":
+        rec["gpu"] = torch.cuda.get_device_name(device)
+    else:
+        rec.update(cpu=platform.processor() or platform.machine(), cpu_capability=torch.backends.cpu.get_cpu_capability(),
+                   threads=torch.get_num_threads())
+        try:
+            with open("/proc/cpuinfo", encoding="utf-8") as f:
+                rec["cpu"] = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+        except (OSError, StopIteration):
+            pass
+    return rec
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
@@ -174,7 +204,11 @@ class Trainer:
             except OSError as exc:
                 raise ConfigError(f"run.out_dir {self.out_dir} cannot be created: {exc.strerror}") from None
         seed_everything(int(run["seed"]), bool(run["deterministic"]))
+        if run["threads"]:
+            torch.set_num_threads(int(run["threads"]))
         self.device = select_device(run["device"], self.dist)
+        self.compute = compute_record(self.device, self.dist.world)
+        log.info("computing on %s", ", ".join(f"{k} {v}" for k, v in self.compute.items()))
         if o["amp"] == "fp16" and self.device.type != "cuda":
             raise ConfigError("optim.amp=fp16 needs CUDA; use bf16 on CPU")
 
@@ -273,6 +307,7 @@ class Trainer:
             "metrics": {k: v for k, v in (metrics or {}).items() if k != "per_category"},
             "metrics_per_category": (metrics or {}).get("per_category", {}),
             "config": self.cfg,
+            "compute": self.compute,
         }
         meta = {"training": training, "metrics": training["metrics"], **input_metadata(self.data_info)}
         atomic_write(self.out_dir / name, lambda tmp: self.bundle.save(self.module, tmp, **meta))

@@ -36,13 +36,15 @@ def test_type_and_choice_errors():
         load_config(None, ["data.root"])
     with pytest.raises(ConfigError, match="data.root is not set"):
         load_config(None, [])
+    with pytest.raises(ConfigError, match="run.threads must be >= 0"):
+        load_config(None, ["data.root=/x", "run.threads=-2"])
     with pytest.raises(ConfigError, match="multiple of optim.accumulation"):
         load_config(None, ["data.root=/x", "optim.batch_size=6", "optim.accumulation=4"])
 
 
 def test_fingerprint_ignores_allowed_changes():
     a = load_config(None, ["data.root=/x"])
-    b = load_config(None, ["data.root=/y", "data.num_workers=0", "log.every_iters=1"])
+    b = load_config(None, ["data.root=/y", "data.num_workers=0", "log.every_iters=1", "run.threads=1"])
     c = load_config(None, ["data.root=/x", "optim.head_lr=1e-3"])
     assert fingerprint(a) == fingerprint(b)
     assert fingerprint(a) != fingerprint(c) and diff_keys(a, c) == ["optim.head_lr"]

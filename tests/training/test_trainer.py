@@ -5,6 +5,7 @@ import os
 import signal
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors import safe_open
@@ -105,6 +106,24 @@ def test_outputs_and_self_describing_checkpoints(make_cfg):
     assert not list(out.glob(".*tmp*"))  # no temporary file left behind
     val = read_csv(out / "val.csv")
     assert len(val) == 2 and {"mIoU", "oIoU", "Pr@0.5"} <= set(val[0])
+
+
+def test_threads_pinned_and_compute_recorded(make_cfg):
+    """run.threads sets PyTorch's CPU thread count, and the checkpoint says what did the arithmetic
+    (a CPU rebuild is bit for bit only on the same instruction set and thread count)."""
+    before = torch.get_num_threads()
+    n = before + 1  # differs from the default whatever the machine
+    try:
+        cfg = make_cfg("optim.epochs=1", f"run.threads={n}")
+        run_training(cfg, bundle=tiny_bundle())
+        assert torch.get_num_threads() == n
+    finally:
+        torch.set_num_threads(before)
+    with safe_open(str(Path(cfg["run"]["out_dir"]) / "last.safetensors"), "pt") as f:
+        compute = json.loads(f.metadata()["rrsis_meta"])["training"]["compute"]
+    assert compute["device"] == "cpu" and compute["threads"] == n and compute["world"] == 1
+    assert compute["cpu_capability"] == torch.backends.cpu.get_cpu_capability() and compute["torch"] == torch.__version__
+    assert compute["packages"]["numpy"] == np.__version__
 
 
 def _straight_and_interrupted(make_cfg, interrupt, extra=()):

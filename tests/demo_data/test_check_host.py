@@ -1,0 +1,25 @@
+"""``scripts/demo_data/check_host.py``: what `make demo-model` says before it trains."""
+
+from scripts.demo_data.check_host import verdict
+
+HERE = {"device": "cpu", "cpu_capability": "AVX512", "torch": "2.14.1+cu130", "packages": {"timm": "1.0.20", "numpy": "2.3.5"}}
+
+
+def test_same_machine_expects_the_same_bits():
+    built = {**HERE, "threads": 2, "cpu": "Intel(R) Xeon(R) Processor", "world": 1}
+    assert verdict(built, HERE).endswith("expect the same bits")
+
+
+def test_another_instruction_set_is_named():
+    line = verdict({**HERE, "cpu_capability": "AVX2"}, HERE)
+    assert "cpu_capability AVX2 there, AVX512 here" in line and "not the same bits" in line
+    assert "torch" not in line.split("(")[1].split(")")[0]  # only what differs is named
+
+
+def test_another_package_release_is_named():
+    line = verdict({**HERE, "packages": {"timm": "1.0.19", "numpy": "2.3.5"}}, HERE)
+    assert "timm 1.0.19 there, 1.0.20 here" in line and "numpy" not in line
+
+
+def test_a_file_without_the_record_says_so():
+    assert "does not record" in verdict(None, HERE)
