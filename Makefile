@@ -47,7 +47,7 @@ DEMO_MODEL := rrsis_geo/weights/btdnet-lite-demo.safetensors
 # The recipe: $(1) the config stem (configs/$(1).yaml, then configs/$(1)_stage2.yaml), $(2) the run
 # folder, $(3) the shipped file it writes.
 define demo_recipe
-	$(BIN)/python scripts/demo_data/check_host.py $(3)
+	$(BIN)/python scripts/demo_data/check_host.py $(3) --keep build/shipped/$(notdir $(3))
 	$(BIN)/python scripts/demo_data/build.py --out build/demo_train --train-windows 10 > /dev/null
 	$(BIN)/python scripts/demo_data/build.py --out build/demo_train_sets --train-windows 10 --category-sets > /dev/null
 	$(BIN)/rrsis train --config configs/$(1).yaml --set run.out_dir=$(2) $(TRAIN_ARGS)
@@ -62,6 +62,7 @@ define demo_recipe
 	$(BIN)/rrsis eval --model $(3) --format custom data/demo --split test --split-column split \
 		--raster-column chip --category-column category --native --out $(2)/test
 	$(BIN)/python scripts/demo_data/compare.py $(2)/test
+	$(BIN)/python scripts/demo_data/check_host.py $(3) --against build/shipped/$(notdir $(3))
 endef
 demo-model: install
 	$(call demo_recipe,demo_lite,$(DEMO_RUN),$(DEMO_MODEL))

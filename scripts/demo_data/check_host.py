@@ -1,7 +1,9 @@
 """Say, before `make demo-model` trains, whether this machine computes as the one that built the
-shipped file did.
+shipped file did; after it, whether the rebuilt file holds the shipped tensors.
 
-    python scripts/demo_data/check_host.py rrsis_geo/weights/btdnet-lite-demo.safetensors
+    python scripts/demo_data/check_host.py rrsis_geo/weights/btdnet-lite-demo.safetensors --keep build/shipped.safetensors
+    ... (the recipe rewrites the file) ...
+    python scripts/demo_data/check_host.py rrsis_geo/weights/btdnet-lite-demo.safetensors --against build/shipped.safetensors
 
 On the CPU the trained weights differ in the last bits with PyTorch's instruction set (AVX2,
 AVX512, ...), thread count and package releases; those bits grow over the recipe's 2326 steps into another model of
@@ -43,10 +45,40 @@ def verdict(built: dict | None, here: dict) -> str:
             f"torch {built.get('torch')}): expect the same bits")
 
 
+def equal_tensors(a, b) -> tuple[int, int]:
+    """(tensors of ``a`` stored byte for byte in ``b`` under the same name, dtype and shape, tensors in ``a``)."""
+    import torch
+    from safetensors import safe_open
+
+    def same(x, y) -> bool:
+        return (x.dtype == y.dtype and x.shape == y.shape
+                and torch.equal(x.reshape(-1).view(torch.uint8), y.reshape(-1).view(torch.uint8)))
+
+    with safe_open(str(a), "pt") as fa, safe_open(str(b), "pt") as fb:
+        theirs = set(fb.keys())
+        keys = list(fa.keys())
+        return sum(k in theirs and same(fa.get_tensor(k), fb.get_tensor(k)) for k in keys), len(keys)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("model")
+    ap.add_argument("--keep", metavar="COPY", help="also copy the file here, for --against after the rebuild")
+    ap.add_argument("--against", metavar="COPY", help="after the rebuild: count the tensors equal to the kept copy's")
     args = ap.parse_args(argv)
+    if args.against:
+        if not Path(args.against).is_file():
+            print(f"check_host: no copy of the shipped file at {args.against}: nothing to compare")
+            return 0
+        same, n = equal_tensors(args.model, args.against)
+        print(f"check_host: {same} of {n} tensors of the rebuilt {args.model} equal the shipped file's"
+              + (": rebuilt bit for bit" if same == n else ""))
+        return 0
+    if args.keep and Path(args.model).is_file():
+        import shutil
+
+        Path(args.keep).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(args.model, args.keep)
     from rrsis_geo.models.checkpoint import read_metadata
 
     try:

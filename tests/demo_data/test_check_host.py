@@ -23,3 +23,19 @@ def test_another_package_release_is_named():
 
 def test_a_file_without_the_record_says_so():
     assert "does not record" in verdict(None, HERE)
+
+
+def test_rebuilt_tensors_are_compared_byte_for_byte(tmp_path):
+    import torch
+    from safetensors.torch import save_file
+
+    from scripts.demo_data.check_host import equal_tensors
+
+    w = torch.linspace(-1, 1, 12).reshape(3, 4)
+    save_file({"a": w, "b": torch.zeros(2), "c": torch.ones(2)}, tmp_path / "shipped.safetensors")
+    nudged = w.clone()
+    nudged[1, 2] = torch.nextafter(nudged[1, 2], torch.tensor(2.0))  # one ulp
+    save_file({"a": nudged, "b": -torch.zeros(2), "c": torch.ones(2, dtype=torch.float16)}, tmp_path / "rebuilt.safetensors")
+    assert equal_tensors(tmp_path / "shipped.safetensors", tmp_path / "shipped.safetensors") == (3, 3)
+    # one ulp, -0.0 against 0.0 (equal as numbers, not as bits) and another dtype all count as different
+    assert equal_tensors(tmp_path / "rebuilt.safetensors", tmp_path / "shipped.safetensors") == (0, 3)
