@@ -25,9 +25,9 @@ DEFAULTS: dict[str, Any] = {
         "seed": 0,
         "deterministic": False,
         "device": "auto",  # auto | cpu | cuda
-        # CPU compute threads (0: PyTorch's default, one per core). CPU results depend on the
-        # thread count and the instruction set (checkpoint metadata training.compute records both):
-        # pin it to rebuild a file bit for bit on a machine with more cores
+        # CPU compute threads (0: PyTorch's default, one per core, MKL choosing per call). Any other
+        # value also fixes MKL's threads, which changes the bits even at the core count
+        # (training.compute in the checkpoint records what computed it)
         "threads": 0,
         "resume": "auto",  # auto: resume from out_dir/last.state.safetensors if present | never | a path
         "save_every_iters": 0,  # also save `last` every N optimizer steps (0: end of epoch only)

@@ -6,9 +6,8 @@ shipped file did; after it, whether the rebuilt file holds the shipped tensors.
     python scripts/demo_data/check_host.py rrsis_geo/weights/btdnet-lite-demo.safetensors --against build/shipped.safetensors
 
 On the CPU the trained weights differ in the last bits with PyTorch's instruction set (AVX2,
-AVX512, ...), thread count and package releases; those bits grow over the recipe's 2326 steps into another model of
-the same quality. The configs pin the threads (``run.threads``); this names the rest. It reads the
-file's ``training.compute`` and never fails: the rebuild runs either way.
+AVX512, ...), thread count and package releases; those bits grow over the recipe's 2326 steps into
+another model. It reads the file's ``training.compute`` and never fails: the rebuild runs either way.
 """
 
 from __future__ import annotations
@@ -21,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-KEYS = ("device", "cpu_capability", "torch")
+KEYS = ("device", "cpu", "cpu_capability", "threads", "torch")
 
 
 def here_record() -> dict:
