@@ -39,7 +39,7 @@ def verdict(built: dict | None, here: dict) -> str:
     differ += [f"{k} {theirs[k]} there, {ours.get(k)} here" for k in sorted(theirs) if theirs[k] != ours.get(k)]
     if differ:
         return ("this machine computes otherwise than the one that built the shipped file (" + "; ".join(differ)
-                + "): expect a model of the same quality, not the same bits")
+                + "): expect another model, not the same bits")
     return (f"this machine computes as the one that built the shipped file did ({built.get('cpu_capability')}, "
             f"torch {built.get('torch')}): expect the same bits")
 
