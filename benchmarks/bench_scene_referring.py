@@ -1,7 +1,7 @@
 """Referring in the frame of a whole scene: per-tile vs whole-scene vs scene-level answers.
 
     python benchmarks/bench_scene_referring.py --out /tmp/bench_scene [--limit 12 | --all]
-        [--model auto] [--rgb] [--modes scene,per-tile,whole-scene] [--scenes s2,naip,s2-mosaic1,...]
+        [--model auto] [--rgb] [--modes scene,per-tile,whole-scene] [--scenes s2,naip,s2-mosaic1,... | val]
         [--report RUNS_JSONL]
 
 Prints figures; not a test. Scenes larger than one model input are cut from the demo data's
@@ -24,6 +24,12 @@ held-out *test* regions (``scripts/demo_data/scenes.py``) and written as GeoTIFF
   against chip. The same held-out ground in arrangements no training chip had, so other facts;
   labels are the whole-scene class masks cut and turned with the chips, and objects are found on
   the mosaic (water meeting across a seam is one object, as the model sees it).
+
+``--scenes val`` runs the same kinds of scene cut from the *validation* regions instead, to choose
+the resolver's settings without looking at test: ``val-s2-fields`` (768 x 512 px, the Sentinel-2
+north-west validation block), ``val-s2-coast`` (1024 x 512 px, the south-east validation coast),
+``val-s2-mosaic`` (9 of the 14 Sentinel-2 validation chips) and ``val-naip-mosaic`` (the NAIP
+validation chip four times, turned).
 
 ``--model auto`` (the default) runs the shipped model ``rrsis segment`` would choose for the
 scenes' bands: ``btdnet-lite-demo``, or with ``--rgb`` its RGB twin ``btdnet-lite-demo-rgb``.
@@ -95,6 +101,13 @@ S2_CORNERS = {"s2-nw": (0, 0), "s2-ne": (0, 256), "s2-sw": (256, 0), "s2-se": (2
 #: chip against chip: held-out ground in arrangements no training chip had, so other facts.
 MOSAICS = {"s2-mosaic1": ("s2", 3), "s2-mosaic2": ("s2", 3), "naip-mosaic": ("naip", 2)}
 SCENE_NAMES = ("s2", "naip", *S2_CORNERS, *MOSAICS)
+#: The same kinds of scene cut from the *validation* regions, for choosing the resolver's settings
+#: without looking at test: name -> (source, top-left grid chip, height, width) for windows, and
+#: mosaics of the validation chips (Sentinel-2: 9 of its 14; NAIP: its one chip, four times).
+VAL_WINDOWS = {"val-s2-fields": ("s2", (0, 0), 512, 768), "val-s2-coast": ("s2", (3, 5), 512, 1024)}
+VAL_MOSAICS = {"val-s2-mosaic": ("s2", 3), "val-naip-mosaic": ("naip", 2)}
+MOSAICS.update(VAL_MOSAICS)
+VAL_SCENE_NAMES = (*VAL_WINDOWS, *VAL_MOSAICS)
 
 
 def _chips(source: str, scene):
@@ -102,9 +115,24 @@ def _chips(source: str, scene):
     return {(c.col, c.row): c for c in layout.grid(source, W, H, CHIP, GAP, scene.split_of)}
 
 
+def _source(name: str) -> str:
+    return name.removeprefix("val-").split("-")[0]
+
+
+def _split(name: str) -> str:
+    return "val" if name.startswith("val-") else "test"
+
+
 def _window_of(name: str, scene):
-    source = name.split("-")[0]
+    source = _source(name)
     chips = _chips(source, scene)
+    if name in VAL_WINDOWS:
+        _, (col, row), h, w = VAL_WINDOWS[name]
+        c = chips[(col, row)]
+        assert all(k.split == "val" for k in chips.values()  # every chip the window touches
+                   if k.col_off < c.col_off + w and c.col_off < k.col_off + k.size
+                   and k.row_off < c.row_off + h and c.row_off < k.row_off + k.size)
+        return c.row_off, c.col_off, h, w
     if source == "s2":
         c = chips[(0, 4)]
         assert all(chips[(i, j)].split == "test" for i in (0, 1, 2) for j in (4, 5, 6))
@@ -130,7 +158,7 @@ def _pixels(source: str, scene, win, op: int = 0) -> np.ndarray:
 def mosaic_layout(name: str, scene) -> list:
     """The chips of mosaic ``name`` in row-major order, each with its seeded dihedral op."""
     source, n = MOSAICS[name]
-    tests = [c for c in _chips(source, scene).values() if c.split == "test"]
+    tests = [c for c in _chips(source, scene).values() if c.split == _split(name)]
     picks = (tests * -(-n * n // len(tests)))[:n * n]
     rng = random.Random(zlib.crc32(f"{SEED}:mosaic:{name}".encode()))
     rng.shuffle(picks)
@@ -142,7 +170,7 @@ def make_scene(name: str, out: Path, log=print, rgb: bool = False):
     import rasterio
     from affine import Affine
 
-    source = name.split("-")[0]
+    source = _source(name)
     scene = SCENES[source]()
     if scene is None:
         log(f"scene {name}: source not installed, skipped")
@@ -335,7 +363,8 @@ def main(argv=None):
     p.add_argument("--model", default="auto", help="a model name or checkpoint; auto: the shipped model for the scenes' bands")
     p.add_argument("--rgb", action="store_true", help="write the scenes' red, green and blue bands only")
     p.add_argument("--modes", default="scene,per-tile,whole-scene")
-    p.add_argument("--scenes", default=",".join(SCENE_NAMES), help=f"any of {', '.join(SCENE_NAMES)} (default: all)")
+    p.add_argument("--scenes", default=",".join(SCENE_NAMES), help=f"any of {', '.join(SCENE_NAMES)} (default: all); "
+                   f"'val': the validation scenes {', '.join(VAL_SCENE_NAMES)}, for choosing settings")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--report", metavar="RUNS_JSONL", help="print the tables of an earlier run's runs.jsonl, run nothing")
     args = p.parse_args(argv)
@@ -362,7 +391,8 @@ def main(argv=None):
     print(f"model {model} (input {input_size} px); modes {modes}; limit {'all' if args.all else args.limit}")
     results = {m: [] for m in modes}
     oov = []
-    for name in [s.strip() for s in args.scenes.split(",") if s.strip()]:
+    names = VAL_SCENE_NAMES if args.scenes == "val" else [s.strip() for s in args.scenes.split(",") if s.strip()]
+    for name in names:
         made = make_scene(name, out, rgb=args.rgb)
         if made is None:
             continue
