@@ -1,7 +1,9 @@
 """Resolution in the scene frame: which candidates an analysed expression names.
 
 The rules, applied to the candidates that pass the presence test (score_max >= presence) and are
-at least ``min_pixels`` large:
+at least ``min_pixels`` large; a singular expression chooses only among the **confident** ones,
+whose mean probability is at least :data:`CONFIDENT` times the most confident candidate's (a large
+weak detection of another kind of water is not "the largest lake"):
 
 - **size** ("the largest", "the second smallest", "the longest"): rank by area or by length of the
   equivalent rectangle, in metres, and take the k-th. A comparative ("the smaller of the two
@@ -59,6 +61,11 @@ ELONGATED = 3.0
 SECTOR_HALF_ANGLES = (22.5, 45.0)
 # the same object found by two passes (e.g. "the small lake east of the large lake")
 SAME_OBJECT_IOU = 0.5
+# a singular expression's candidates: mean probability at least this share of the best candidate's.
+# Chosen on the validation scenes (`benchmarks/bench_scene_referring.py --scenes val`, the shipped
+# demo model): correct referents on the size, position and category expressions rose from 23 to
+# 32 of 70 at 0.85 and 0.9 (0.8: 29, 0.95: 23).
+CONFIDENT = 0.85
 
 
 @dataclass
@@ -143,6 +150,9 @@ def resolve(query: Query, candidates: list[Candidate], presence: float = 0.0, mi
     if not pool:
         return Resolution([], rule=f"no confident match: no {noun} candidate above the presence threshold "
                                    f"{presence:.2f}", abstained=True)
+    if query.number == "one":  # one referent: among the confident candidates
+        best = max(candidates[i].score for i in pool)
+        pool = [i for i in pool if candidates[i].score >= CONFIDENT * best]
     rel = query.relation
     if rel is not None:
         res = _resolve_relation(query, candidates, pool, references or [], presence, min_pixels, frame)

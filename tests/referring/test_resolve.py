@@ -1,5 +1,7 @@
 """Resolution on synthetic candidate sets: each rule picks the object a person would."""
 
+import dataclasses
+
 import pytest
 import shapely
 
@@ -220,3 +222,18 @@ def test_candidates_in_a_geographic_crs_are_measured_in_metres():
     assert c.metric.area == pytest.approx(c.area_m2, rel=0.01)
     # near the frame's south-west corner (the UTM frame is a slightly turned trapezoid)
     assert c.u == pytest.approx(0.05, abs=0.025) and c.v == pytest.approx(0.05, abs=0.025)
+
+
+def test_one_referent_is_chosen_among_the_confident_candidates():
+    # a large weak detection (mean probability well below the others', peak still above presence)
+    weak = dataclasses.replace(cand(100, 100, 1300, 1300, score=0.6), score_max=0.99)
+    cands = [*(dataclasses.replace(c, score_max=0.99) for c in LAKES), weak]
+    selected, res = answer("the largest lake", cands, presence=0.95)
+    assert selected == [0], res.rule
+    assert "of 4 lake candidates" in res.rule  # the weak one is not among those ranked
+    assert answer("the southernmost lake", cands, presence=0.95)[0] == [0]
+    # "all" still answers every candidate that passes the presence test
+    assert sorted(answer("all the lakes", cands, presence=0.95)[0]) == [0, 1, 2, 3, 4]
+    # a candidate as confident as the best is still a candidate
+    weak.score = 0.8
+    assert answer("the largest lake", cands, presence=0.95)[0] == [4]
