@@ -150,8 +150,10 @@ def resolve(query: Query, candidates: list[Candidate], presence: float = 0.0, mi
     if not pool:
         return Resolution([], rule=f"no confident match: no {noun} candidate above the presence threshold "
                                    f"{presence:.2f}", abstained=True)
+    weak = 0
     if query.number == "one":  # one referent: among the confident candidates
         best = max(candidates[i].score for i in pool)
+        weak = sum(candidates[i].score < CONFIDENT * best for i in pool)
         pool = [i for i in pool if candidates[i].score >= CONFIDENT * best]
     rel = query.relation
     if rel is not None:
@@ -175,6 +177,8 @@ def resolve(query: Query, candidates: list[Candidate], presence: float = 0.0, mi
     res.pool = res.pool or len(pool)
     if not res.selected and not res.abstained:
         res.abstained = True
+    if weak:
+        res.rule += f"; {weak} less confident {noun} candidate{'s' if weak > 1 else ''} not ranked"
     return res
 
 

@@ -231,6 +231,7 @@ def test_one_referent_is_chosen_among_the_confident_candidates():
     selected, res = answer("the largest lake", cands, presence=0.95)
     assert selected == [0], res.rule
     assert "of 4 lake candidates" in res.rule  # the weak one is not among those ranked
+    assert res.rule.endswith("; 1 less confident lake candidate not ranked")
     assert answer("the southernmost lake", cands, presence=0.95)[0] == [0]
     # "all" still answers every candidate that passes the presence test
     assert sorted(answer("all the lakes", cands, presence=0.95)[0]) == [0, 1, 2, 3, 4]
