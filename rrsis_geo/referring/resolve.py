@@ -140,11 +140,13 @@ def _same_object(a: Candidate, b: Candidate) -> bool:
 
 def resolve(query: Query, candidates: list[Candidate], presence: float = 0.0, min_pixels: int = 1,
             references: list[tuple[Query, list[Candidate]]] | None = None,
-            frame: Frame | None = None) -> Resolution:
+            frame: Frame | None = None, say_unranked: bool = True) -> Resolution:
     """Resolve ``query`` among ``candidates``; ``references`` holds, for a relation, each reference
     phrase's query and its own candidates (in the order of ``query.relation.references``);
     ``frame`` (the candidates' metric frame) lets a region word fall back to the candidate covering
-    most of the region when no centroid lies inside it."""
+    most of the region when no centroid lies inside it; ``say_unranked`` adds to the rule how many
+    less confident candidates a singular expression left out (not in a reference's rule, which the
+    relation's own rule quotes)."""
     pool = [i for i, c in enumerate(candidates) if c.score_max >= presence and c.pixels >= min_pixels]
     noun = query.head or "object"
     if not pool:
@@ -177,7 +179,7 @@ def resolve(query: Query, candidates: list[Candidate], presence: float = 0.0, mi
     res.pool = res.pool or len(pool)
     if not res.selected and not res.abstained:
         res.abstained = True
-    if weak:
+    if weak and say_unranked:
         res.rule += f"; {weak} less confident {noun} candidate{'s' if weak > 1 else ''} not ranked"
     return res
 
@@ -293,7 +295,7 @@ def _resolve_relation(query: Query, cands: list[Candidate], pool: list[int],
     rel = query.relation
     anchors = []
     for ref_query, ref_cands in references:
-        ref = resolve(as_anchor(ref_query), ref_cands, presence, min_pixels, frame=frame)
+        ref = resolve(as_anchor(ref_query), ref_cands, presence, min_pixels, frame=frame, say_unranked=False)
         if ref.abstained or ref.answer is None:
             return Resolution([], rule=f"the reference \"{ref_query.text}\" was not found ({ref.rule})",
                               abstained=True)

@@ -238,3 +238,12 @@ def test_one_referent_is_chosen_among_the_confident_candidates():
     # a candidate as confident as the best is still a candidate
     weak.score = 0.8
     assert answer("the largest lake", cands, presence=0.95)[0] == [4]
+
+
+def test_a_relation_says_its_unranked_candidates_once():
+    weak = dataclasses.replace(cand(100, 100, 400, 400, score=0.5), score_max=0.99)
+    cands = [*(dataclasses.replace(c, score_max=0.99) for c in LAKES), weak]
+    ref = parse("the lake nearest to the largest lake").relation.references[0]
+    res = resolve(parse("the lake nearest to the largest lake"), cands, presence=0.95, references=[(ref, cands)])
+    assert res.selected == [3], res.rule  # the centre lake, 640 m from the largest
+    assert res.rule.count("less confident") == 1 and res.rule.endswith("1 less confident lake candidate not ranked")
