@@ -123,15 +123,19 @@ def _split(name: str) -> str:
     return "val" if name.startswith("val-") else "test"
 
 
+def window_chips(chips: dict, r0: int, c0: int, h: int, w: int) -> list:
+    """The grid chips an ``h`` x ``w`` window at row ``r0``, column ``c0`` touches."""
+    return [k for k in chips.values()
+            if k.col_off < c0 + w and c0 < k.col_off + k.size and k.row_off < r0 + h and r0 < k.row_off + k.size]
+
+
 def _window_of(name: str, scene):
     source = _source(name)
     chips = _chips(source, scene)
     if name in VAL_WINDOWS:
         _, (col, row), h, w = VAL_WINDOWS[name]
         c = chips[(col, row)]
-        assert all(k.split == "val" for k in chips.values()  # every chip the window touches
-                   if k.col_off < c.col_off + w and c.col_off < k.col_off + k.size
-                   and k.row_off < c.row_off + h and c.row_off < k.row_off + k.size)
+        assert all(k.split == "val" for k in window_chips(chips, c.row_off, c.col_off, h, w))
         return c.row_off, c.col_off, h, w
     if source == "s2":
         c = chips[(0, 4)]

@@ -155,8 +155,8 @@ def resolve(query: Query, candidates: list[Candidate], presence: float = 0.0, mi
     weak = 0
     if query.number == "one":  # one referent: among the confident candidates
         best = max(candidates[i].score for i in pool)
-        weak = sum(candidates[i].score < CONFIDENT * best for i in pool)
-        pool = [i for i in pool if candidates[i].score >= CONFIDENT * best]
+        confident = [i for i in pool if candidates[i].score >= CONFIDENT * best]
+        weak, pool = len(pool) - len(confident), confident
     rel = query.relation
     if rel is not None:
         res = _resolve_relation(query, candidates, pool, references or [], presence, min_pixels, frame)

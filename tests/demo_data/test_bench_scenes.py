@@ -15,12 +15,9 @@ from scripts.demo_data.scenes import SCENES  # noqa: E402
 
 def _touched(name, scene):
     """The grid chips a scene is made of."""
-    chips = bench._chips(bench._source(name), scene)
     if name in bench.MOSAICS:
         return bench.mosaic_layout(name, scene)
-    r0, c0, h, w = bench._window_of(name, scene)
-    return [k for k in chips.values()
-            if k.col_off < c0 + w and c0 < k.col_off + k.size and k.row_off < r0 + h and r0 < k.row_off + k.size]
+    return bench.window_chips(bench._chips(bench._source(name), scene), *bench._window_of(name, scene))
 
 
 @pytest.mark.parametrize("name", [*bench.SCENE_NAMES, *bench.VAL_SCENE_NAMES])
