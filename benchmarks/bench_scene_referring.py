@@ -372,6 +372,10 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--report", metavar="RUNS_JSONL", help="print the tables of an earlier run's runs.jsonl, run nothing")
     args = p.parse_args(argv)
+    names = VAL_SCENE_NAMES if args.scenes == "val" else [s.strip() for s in args.scenes.split(",") if s.strip()]
+    unknown = [n for n in names if n not in (*SCENE_NAMES, *VAL_SCENE_NAMES)]
+    if unknown:
+        p.error(f"unknown scene {', '.join(unknown)}: use any of {', '.join(SCENE_NAMES)}, or 'val'")
     if args.report:
         report(*load_runs(Path(args.report)))
         return
@@ -395,7 +399,6 @@ def main(argv=None):
     print(f"model {model} (input {input_size} px); modes {modes}; limit {'all' if args.all else args.limit}")
     results = {m: [] for m in modes}
     oov = []
-    names = VAL_SCENE_NAMES if args.scenes == "val" else [s.strip() for s in args.scenes.split(",") if s.strip()]
     for name in names:
         made = make_scene(name, out, rgb=args.rgb)
         if made is None:
