@@ -51,6 +51,10 @@ Figures per mode and kind (size / position / relation / category):
 - mIoU, oIoU, Pr@0.5: the answer polygons rasterised on the scene grid vs the target's mask.
 - ``ref``: correct-referent rate: the answer has exactly one feature and that feature's IoU with
   the target is > 0.5 (a per-feature check: the feature with the largest overlap is the one scored).
+- ``ceil``: the candidates' ceiling: the share of expressions for which one candidate (scene: a
+  feature of the ``candidates`` layer; other modes: an answer feature) has IoU > 0.5 with the
+  target, i.e. the Pr@0.5 of a resolver that always names the best candidate. Pr@0.5 below it is
+  the resolver's loss; ``1 - ceil`` is the model's.
 - ``n_feat``: mean number of answer features (every generated expression is singular).
 - ``catIoU``: category-only IoU, the union of the category map (scene: the ``candidates`` layer;
   other modes: all features) vs the union of every labelled object of the expression's category in
@@ -288,8 +292,24 @@ def evaluate(mode, out_path, target_mask, cat_mask, shape, transform):
                 best = i / int((m | target_mask).sum())
     c = rasterise(cat, shape, transform)
     cat_iou = float((c & cat_mask).sum() / max(1, (c | cat_mask).sum()))
+    best_cand = best_candidate_iou(cat, target_mask, shape, transform) if mode == "scene" else best
     return dict(inter=inter, union=union, iou=inter / max(1, union), n_feat=n_feat, best_feat_iou=best,
-                correct_ref=int(n_feat == 1 and best > 0.5), cat_iou=cat_iou)
+                correct_ref=int(n_feat == 1 and best > 0.5), cat_iou=cat_iou, best_cand_iou=best_cand)
+
+
+def best_candidate_iou(cands, target_mask, shape, transform) -> float:
+    """The highest IoU any single candidate has with the target: the best a resolver that names one
+    candidate could score. Candidates are the disjoint components of one probability map, so one
+    label raster holds them all."""
+    from rasterio.features import rasterize
+
+    shapes = [(g, i + 1) for i, g in enumerate(cands.geometry) if g is not None and not g.is_empty] if cands is not None else []
+    if not shapes or not target_mask.any():
+        return 0.0
+    labels = rasterize(shapes, out_shape=shape, transform=transform, fill=0, dtype="int32")
+    size = np.bincount(labels.ravel(), minlength=len(shapes) + 1)[1:]
+    inter = np.bincount(labels[target_mask], minlength=len(shapes) + 1)[1:]
+    return float((inter / np.maximum(1, size + int(target_mask.sum()) - inter)).max())
 
 
 def _clusters(rows):
@@ -315,10 +335,18 @@ def pr(rows) -> float:
     return float(np.mean([r["iou"] > 0.5 for r in rows]))
 
 
+def ceiling(rows) -> str:
+    """Share of expressions with a single candidate of IoU > 0.5 (runs logged before the column
+    existed print '-')."""
+    if any("best_cand_iou" not in r for r in rows):
+        return "-"
+    return f"{np.mean([r['best_cand_iou'] > 0.5 for r in rows]):.3f}"
+
+
 def table(rows, title):
     print(f"\n### {title}\n")
-    print("| kind | n | facts | mIoU | oIoU | Pr@0.5 | Pr@0.5 95 % | ref | n_feat | catIoU | s/run |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| kind | n | facts | mIoU | oIoU | Pr@0.5 | Pr@0.5 95 % | ref | ceil | n_feat | catIoU | s/run |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     groups = [(k, [r for r in rows if r["kind"] == k]) for k in KINDS] + [("all", rows)]
     for k, rs in groups:
         rs = [r for r in rs if "iou" in r]
@@ -328,7 +356,7 @@ def table(rows, title):
         o = sum(r["inter"] for r in rs) / max(1, sum(r["union"] for r in rs))
         lo, hi = interval(rs, pr)
         print(f"| {k} | {len(rs)} | {len(_clusters(rs))} | {iou.mean():.3f} | {o:.3f} | {pr(rs):.3f} | "
-              f"[{lo:.3f}, {hi:.3f}] | {np.mean([r['correct_ref'] for r in rs]):.3f} | {np.mean([r['n_feat'] for r in rs]):.2f} | "
+              f"[{lo:.3f}, {hi:.3f}] | {np.mean([r['correct_ref'] for r in rs]):.3f} | {ceiling(rs)} | {np.mean([r['n_feat'] for r in rs]):.2f} | "
               f"{np.mean([r['cat_iou'] for r in rs]):.3f} | {np.mean([r['seconds'] for r in rs]):.1f} |")
 
 
