@@ -9,10 +9,11 @@ weak detection of another kind of water is not "the largest lake"):
   equivalent rectangle, in metres, and take the k-th. A comparative ("the smaller of the two
   lakes", "the larger lake") compares the two largest candidates.
 - **position, region** ("in the north-west", "at the top"): the frame is cut in thirds; a corner
-  word is its corner cell, a side word its third, "centre" the middle cell. Inside the region the
-  candidate with the most glance support wins (the whole-scene view of the sentence), then the
-  largest. With none inside, the one covering most of the region, else the one nearest it, and the
-  rule says so.
+  word is its corner cell, a side word its third, "centre" the middle cell. Inside the region a
+  singular side word first takes the candidates in the side's middle cell ("in the north", "in the
+  upper middle": one in the north-west corner would have been called so), then the candidate with
+  the most glance support wins (the whole-scene view of the sentence), then the largest. With none
+  inside, the one covering most of the region, else the one nearest it, and the rule says so.
 - **position, extreme** ("the northernmost", "the leftmost"): rank by the centroid along the
   direction.
 - **relation** ("east of X", "nearest to X", "over X", "in X", "between X and Y"): X is resolved
@@ -112,6 +113,16 @@ def in_region(c: Candidate, direction: str) -> bool:
     ok_row = ns is None or row == (0 if ns == "north" else 2)
     ok_col = ew is None or col == (2 if ew == "east" else 0)
     return ok_row and ok_col
+
+
+def in_side_middle(c: Candidate, direction: str) -> bool:
+    """Whether the centroid lies in the middle cell of the side a side word names ("north": the
+    top row's middle cell); false for corner words and "centre"."""
+    if direction in ("north", "south"):
+        return 1 / 3 <= c.u <= 2 / 3
+    if direction in ("east", "west"):
+        return 1 / 3 <= c.v <= 2 / 3
+    return False
 
 
 def region_anchor(direction: str) -> tuple[float, float]:
@@ -247,12 +258,16 @@ def _resolve_region(query: Query, cands: list[Candidate], pool: list[int], frame
     if inside:
         order = sorted(inside, key=lambda i: _salience(cands[i]), reverse=True)
         rest = [i for i in pool if i not in inside]
-        ranks = {i: k + 1 for k, i in enumerate(order + rest)}
         if query.number != "one":
-            return Resolution(order, ranks, f"all {len(order)} of {len(pool)} {query.head or 'object'} "
-                                            f"candidates in {where} of the scene")
-        return Resolution(order[:1], ranks, f"in {where} of the scene: {len(order)} of {len(pool)} "
-                                            f"{query.head or 'object'} candidates, best supported")
+            return Resolution(order, {i: k + 1 for k, i in enumerate(order + rest)},
+                              f"all {len(order)} of {len(pool)} {query.head or 'object'} candidates in {where} "
+                              f"of the scene")
+        middle = [i for i in order if in_side_middle(cands[i], d)]
+        of_middle = f", {len(middle)} in its middle cell" if middle and len(middle) < len(order) else ""
+        order = middle + [i for i in order if i not in middle]
+        return Resolution(order[:1], {i: k + 1 for k, i in enumerate(order + rest)},
+                          f"in {where} of the scene: {len(order)} of {len(pool)} {query.head or 'object'} "
+                          f"candidates{of_middle}, best supported")
     if query.number != "one":
         return Resolution([], rule=f"no {query.head or 'object'} candidate in {where} of the scene",
                           abstained=True)

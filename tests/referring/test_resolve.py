@@ -122,6 +122,22 @@ def test_region_prefers_glance_support_then_size():
     assert answer("the lake in the south-west", [a, b])[0] == [1]  # equal glance: the bigger
 
 
+def test_a_side_word_names_the_side_middle_before_its_corners():
+    """"the lake at the top": of two lakes in the north third, the one in the top row's middle cell,
+    even against more glance support in the north-west corner (that one is "at the upper left");
+    with none in the middle cell, the third's best supported; "all" keeps the whole third."""
+    corner = cand(200, 2400, 500, 2700, glance=0.7)     # north-west corner cell
+    middle = cand(1300, 2100, 1600, 2400, glance=0.1)   # the top row's middle cell
+    for text in ("the lake at the top of the image", "the lake in the north", "the lake in the upper middle"):
+        selected, res = answer(text, [corner, middle])
+        assert selected == [1], (text, res.rule)
+    assert res.rule == "in the north of the scene: 2 of 2 lake candidates, 1 in its middle cell, best supported"
+    assert answer("the lake in the north", [corner, LAKES[2]])[0] == [0]  # both in corners: glance
+    assert sorted(answer("all the lakes in the north", [corner, middle])[0]) == [0, 1]
+    west_middle = cand(100, 1300, 400, 1600, glance=0.1)
+    assert answer("the lake on the left side", [corner, west_middle])[0] == [1]
+
+
 def test_longest_uses_the_length_along_the_object():
     river = shapely.LineString([(100, 1500), (800, 1700), (1500, 1300), (2900, 1500)]).buffer(30)
     rivers = [cand(0, 0, 0, 0, geom=river), cand(1000, 2500, 1600, 2700)]
