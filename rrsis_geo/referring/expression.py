@@ -10,7 +10,9 @@ The grammar is a set of regular expressions over lower-case word tokens (no tagg
     post       := "with the" size ("area"|"length")        "the lake with the largest area"
                 | ("furthest"|"farthest") DIR              "the lake furthest east"
                 | PREP ["the"] DIR [REGION_NOUN]           "in the north-west corner", "on the left side"
-    relation   := "between" ref "and" ref | [to the] DIR "of" ref | NEAR ref | FAR ref | OVER ref | IN ref
+                | [of|with an area of] CMP NUMBER UNIT     "larger than 2 ha", "over 1.5 km2", "at most 500 m"
+    relation   := "between" ref "and" ref | [to the] DIR "of" ref | ("above"|"below") ref
+                | NEAR ref | FAR ref | OVER ref | IN ref
     ref        := expression                              (parsed recursively: it may carry operators)
 
 Before matching, multi-word nouns (:data:`COMPOUND_NOUNS`) become one token, references to the
@@ -20,7 +22,9 @@ A region is only a region when nothing but a preposition or the end follows it (
 lake" is a relation to a lake). The head is the last word of the noun phrase (the words before its
 first preposition) that is not a determiner, operator or known adjective; the words before it are
 its attributes; unknown attributes and the words after the head that no rule consumed are
-``unparsed`` and stay in the referent.
+``unparsed`` and stay in the referent. A number word or numeral among the determiners ("the two
+largest lakes", "the 3 northernmost fields") is the count of referents; "above" and "below" are
+north and south as on a map.
 """
 
 from __future__ import annotations
@@ -38,6 +42,16 @@ class Size:
     order: str  # "desc" (largest first) | "asc" (smallest first)
     rank: int = 1
     among: int | None = None  # a comparative ("the larger lake", "the smaller of the two") compares two
+
+
+@dataclass(frozen=True)
+class Limit:
+    """A measured bound: "larger than 2 ha" is ``Limit("area", ">", 20000.0)`` (square metres;
+    lengths in metres)."""
+
+    measure: str  # "area" | "length"
+    op: str  # ">" | "<"
+    value: float
 
 
 @dataclass(frozen=True)
@@ -70,11 +84,13 @@ class Query:
     position: Position | None = None
     relation: Relation | None = None
     unparsed: tuple[str, ...] = ()
+    limit: Limit | None = None
+    count: int | None = None  # "the two largest lakes": 2
 
     @property
     def operators(self) -> list[str]:
-        """Names of the operators present, in the order size, position, relation."""
-        return [name for name in ("size", "position", "relation") if getattr(self, name) is not None]
+        """Names of the operators present, in the order size, position, relation, limit."""
+        return [name for name in ("size", "position", "relation", "limit") if getattr(self, name) is not None]
 
 
 # --- vocabulary -------------------------------------------------------------------------------
@@ -122,6 +138,16 @@ SIZE_WORDS = {
     **dict.fromkeys(("longest", "longer"), ("length", "desc")),
     **dict.fromkeys(("shortest", "shorter"), ("length", "asc")),
 }
+# units of a measured bound -> (measure, metres or square metres per unit)
+_AREA_UNITS = {"m2": 1.0, "sq m": 1.0, "square metre": 1.0, "square meter": 1.0, "km2": 1e6, "sq km": 1e6,
+               "square kilometre": 1e6, "square kilometer": 1e6, "ha": 1e4, "hectare": 1e4,
+               "acre": 4046.8564224}
+_LENGTH_UNITS = {"m": 1.0, "metre": 1.0, "meter": 1.0, "km": 1e3, "kilometre": 1e3, "kilometer": 1e3,
+                 "mile": 1609.344}
+UNITS = {**{u: ("area", f) for u, f in _AREA_UNITS.items()}, **{u: ("length", f) for u, f in _LENGTH_UNITS.items()}}
+_MORE = ("larger than", "bigger than", "greater than", "more than", "longer than", "wider than", "over", "above",
+         "at least", "exceeding")
+_LESS = ("smaller than", "less than", "shorter than", "narrower than", "under", "below", "at most", "up to")
 ORDINALS = {"first": 1, "1st": 1, "second": 2, "2nd": 2, "third": 3, "3rd": 3, "fourth": 4, "4th": 4,
             "fifth": 5, "5th": 5}
 
@@ -211,8 +237,14 @@ EXTREME_RX = _rx(rf"[a-z-]*(?:north|south|east|west)ernmost|topmost|uppermost|bo
 DIR_ADJ_RX = _rx(_DIR)
 REGION_RX = _rx(rf"(?:in|at|on|to|towards|toward|near|along|within|by)(?: the)?(?: (?:very|far|extreme))? "
                 rf"(?P<dir>{_DIR})(?: (?:{_REGION_NOUNS}))?(?=$| (?:{_FOLLOW})(?: |$))")
+_UNIT = "|".join(sorted((re.escape(u) + ("s?" if u[-1].isalpha() and " " not in u[:-1] or u.startswith("square") else "")
+                         for u in UNITS), key=len, reverse=True))
+LIMIT_RX = _rx(rf"(?:(?:with|having|of|covering)(?: an?| the)? (?:area|size|surface|extent|length) (?:of )?"
+               rf"|of |covering |measuring )?"
+               rf"(?P<cmp>{'|'.join(_MORE + _LESS)}) (?P<num>\d+(?:\.\d+)?) (?P<unit>{_UNIT})")
 RELATIONS: tuple[tuple[str, re.Pattern], ...] = (
     ("between", _rx(r"between")),
+    ("direction", _rx(r"(?:(?:directly|just|right|immediately) )?(?P<dir>above|below|beneath)")),
     ("direction", _rx(rf"(?:(?:to|towards|toward|in|on|at) (?:the )?)?(?:(?:far|directly|just|due|slightly"
                       rf"|immediately) )?(?P<dir>{_DIR_SIDE})(?: (?:side|part|end))? of")),
     ("far", _rx(r"(?:farthest|furthest|most distant|far|away|distant|remote)(?: away)? from")),
@@ -224,15 +256,15 @@ RELATIONS: tuple[tuple[str, re.Pattern], ...] = (
                r"|surrounded by|enclosed by")),
 )
 
-_VERTICAL = {"north": "north", "top": "north", "upper": "north",
-             "south": "south", "bottom": "south", "lower": "south"}
+_VERTICAL = {"north": "north", "top": "north", "upper": "north", "above": "north",
+             "south": "south", "bottom": "south", "lower": "south", "below": "south", "beneath": "south"}
 _HORIZONTAL = {"west": "west", "left": "west", "east": "east", "right": "east"}
 
 
 def _direction(phrase: str) -> str:
     """Compass name of a direction phrase: "upper left" -> north-west, "easternmost" -> east,
     "in the middle" -> centre (a vertical or horizontal word wins over a centre word)."""
-    parts = re.findall(r"north|south|east|west|top|upper|bottom|lower|left|right", phrase)
+    parts = re.findall(r"north|south|east|west|top|upper|bottom|lower|left|right|above|below|beneath", phrase)
     v = next((_VERTICAL[p] for p in parts if p in _VERTICAL), None)
     h = next((_HORIZONTAL[p] for p in parts if p in _HORIZONTAL), None)
     return f"{v}-{h}" if v and h else v or h or "centre"
@@ -247,6 +279,13 @@ def _size(m: re.Match) -> Size:
     return Size(measure, order, ORDINALS.get(m.group("ord") or "", 1), among)
 
 
+def _limit(m: re.Match) -> Limit:
+    unit = m.group("unit")
+    key = unit if unit in UNITS else singular(unit)
+    measure, factor = UNITS[key]
+    return Limit(measure, ">" if m.group("cmp") in _MORE else "<", float(m.group("num")) * factor)
+
+
 # --- tokens -----------------------------------------------------------------------------------
 
 class Tok(NamedTuple):
@@ -254,13 +293,25 @@ class Tok(NamedTuple):
     orig: str  # the words as written
 
 
-_TOKEN = re.compile(r"[A-Za-z0-9]+(?:['’-][A-Za-z0-9]+)*")
+_TOKEN = re.compile(r"\d+(?:[.,]\d+)+(?![A-Za-z])|[A-Za-z0-9]+(?:['’-][A-Za-z0-9]+)*")
+_NUMBER_UNIT = re.compile(r"(\d)(?=(?:" + "|".join(sorted((re.escape(u) for u in UNITS if " " not in u), key=len,
+                                                            reverse=True)) + r")s?\b)")
+
+
+def _number(word: str) -> str:
+    """"1,500" -> "1500", "2,5" -> "2.5" (a comma before three digits groups thousands)."""
+    return re.sub(r",(?=\d{3}(?!\d))", "", word).replace(",", ".")
 
 
 def _tokens(text: str) -> list[Tok]:
-    """Word tokens (punctuation dropped); "northwest" is spelt "north-west", a possessive loses "'s"."""
+    """Word tokens (punctuation dropped); "northwest" is spelt "north-west", a possessive loses "'s";
+    numbers keep their decimals and a unit written on a number is its own token ("2ha", "3 km²")."""
+    text = _NUMBER_UNIT.sub(r"\1 ", text.replace("²", "2"))
     out = []
     for m in _TOKEN.finditer(text):
+        if m.group()[0].isdigit() and not m.group().isalnum():
+            out.append(Tok(_number(m.group()), m.group()))
+            continue
         word = re.sub(r"['’]s$", "", m.group().lower())
         word = re.sub(r"^(north|south)-?(east|west)", r"\1-\2", word)
         out.append(Tok(word, m.group()))
@@ -366,8 +417,11 @@ def _np_operator(toks: list[Tok], j: int, end: int) -> tuple[int, Size | Positio
     return None
 
 
-def _post_operator(toks: list[Tok], i: int) -> tuple[int, Size | Position] | None:
-    """A size or position phrase after the head: "with the largest area", "furthest east", "in the north"."""
+def _post_operator(toks: list[Tok], i: int) -> tuple[int, Size | Position | Limit] | None:
+    """A size or position phrase after the head: "with the largest area", "furthest east", "in the
+    north", or a measured bound ("larger than 2 ha")."""
+    if hit := _match(LIMIT_RX, toks, i):
+        return hit[0], _limit(hit[1])
     if hit := _match(SIZE_POST_RX, toks, i):
         return hit[0], _size(hit[1])
     if hit := _match(EXTREME_RX, toks, i):
@@ -402,24 +456,27 @@ def _first_of_each(op: Size | Position, size: Size | None, position: Position | 
     return size, position or op
 
 
-def _scan(toks: list[Tok]) -> tuple[list[Tok], Size | None, Position | None, Relation | None]:
+def _scan(toks: list[Tok]) -> tuple[list[Tok], Size | None, Position | None, Relation | None, Limit | None]:
     """Take the operator phrases out of the token list, left to right; a relation ends the scan.
     Returns the remaining (noun phrase) tokens and the operators found."""
     kept: list[Tok] = []
-    size = position = None
+    size = position = limit = None
     i = 0
     while i < len(toks):
         if hit := _post_operator(toks, i):
             n, op = hit
-            size, position = _first_of_each(op, size, position)
+            if isinstance(op, Limit):
+                limit = limit or op
+            else:
+                size, position = _first_of_each(op, size, position)
             i += n
             continue
         # after a determiner, "nearest" or "by" belongs to the noun phrase ("the nearest lake")
         if not (kept and kept[-1].word in DETERMINERS) and (relation := _relation(toks, i)):
-            return kept, size, position, relation
+            return kept, size, position, relation, limit
         kept.append(toks[i])
         i += 1
-    return kept, size, position, None
+    return kept, size, position, None, limit
 
 
 # --- noun phrase ------------------------------------------------------------------------------
@@ -433,6 +490,13 @@ class _Phrase:
     size: Size | None
     position: Position | None
     unparsed: tuple[str, ...]
+    count: int | None = None
+
+
+def _count(words: set[str]) -> int | None:
+    """The count a number determiner gives ("two", "3"), if more than one."""
+    counts = [_NUMBERS.index(w) + 1 if w in _NUMBERS else int(w) for w in words if w in _NUMBERS or w.isdigit()]
+    return next((n for n in sorted(counts) if n > 1), None)
 
 
 def _role(toks: list[Tok], j: int, end: int) -> str:
@@ -484,6 +548,7 @@ def _noun_phrase(toks: list[Tok], forced_number: str | None) -> _Phrase:
         size=size,
         position=position,
         unparsed=tuple(_words([t for t, r in before if r == "word"] + tail)),
+        count=_count(dets) if number == "plural" else None,
     )
 
 
@@ -495,8 +560,8 @@ def parse(text: str) -> Query:
     toks = _merge_compounds(_tokens(norm))
     toks = _drop(_drop(toks, FRAME_RX), FILLER_RX)
     toks, forced_number = _partitive(_reorder_superlative(toks))
-    np_toks, size, position, relation = _scan(toks)
+    np_toks, size, position, relation, limit = _scan(toks)
     np = _noun_phrase(np_toks, forced_number)
     return Query(text=norm, referent=np.referent, head=np.head, attributes=np.attributes, number=np.number,
                  size=np.size or size, position=np.position or position, relation=relation,
-                 unparsed=np.unparsed)
+                 unparsed=np.unparsed, limit=limit, count=np.count)

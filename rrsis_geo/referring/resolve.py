@@ -22,9 +22,12 @@ weak detection of another kind of water is not "the largest lake"):
   its nearest point when X is elongated like a river), the nearest / farthest by distance between outlines, those crossing X
   (by the length inside X), those inside X's outline, or nearest the line between X and Y.
 - **none** ("the lake"): the most glance support, then the highest zoom score.
+- **measured bound** ("larger than 2 ha", "longer than 1 km"): only candidates past the bound take
+  part in the rules above.
 
-Singular expressions name one candidate; "all" and plural ones every candidate that passes the
-region or relation filter. When nothing is left the answer is an abstention with its reason.
+Singular expressions name one candidate; a count ("the two largest lakes") names that many of the
+first under the rule (among the confident ones, as one referent does); "all" and plural ones every
+candidate that passes the region or relation filter. When nothing is left the answer is an abstention with its reason.
 Everything is measured on the candidates' metric geometry, so "east" is map east and distances
 are metres in every CRS.
 """
@@ -39,7 +42,7 @@ import shapely
 import shapely.ops
 
 from rrsis_geo.referring.candidates import Candidate, Frame
-from rrsis_geo.referring.expression import Query, Size
+from rrsis_geo.referring.expression import Limit, Query, Size
 
 # direction -> unit vector (east, north)
 _VEC = {
@@ -95,6 +98,19 @@ def format_area(m2: float) -> str:
 
 def format_length(m: float) -> str:
     return f"{m / 1000:.2f} km" if m >= 1000 else f"{m:,.0f} m"
+
+
+def format_limit(limit: Limit) -> str:
+    """"larger than 2.00 ha"-style text of a bound, in the units the rules use."""
+    word = {("area", ">"): "larger than", ("area", "<"): "smaller than",
+            ("length", ">"): "longer than", ("length", "<"): "shorter than"}[(limit.measure, limit.op)]
+    value = format_area(limit.value) if limit.measure == "area" else format_length(limit.value)
+    return f"{word} {value}"
+
+
+def within_limit(c: Candidate, limit: Limit) -> bool:
+    value = c.area_m2 if limit.measure == "area" else c.length_m
+    return value > limit.value if limit.op == ">" else value < limit.value
 
 
 def _noun(query: Query, n: int = 2) -> str:
@@ -164,10 +180,18 @@ def resolve(query: Query, candidates: list[Candidate], presence: float = 0.0, mi
         return Resolution([], rule=f"no confident match: no {noun} candidate above the presence threshold "
                                    f"{presence:.2f}", abstained=True)
     weak = 0
-    if query.number == "one":  # one referent: among the confident candidates
+    if query.number == "one" or query.count:  # one referent (or a count of them): among the confident candidates
         best = max(candidates[i].score for i in pool)
         confident = [i for i in pool if candidates[i].score >= CONFIDENT * best]
         weak, pool = len(pool) - len(confident), confident
+    bound = ""
+    if query.limit is not None:
+        passing = [i for i in pool if within_limit(candidates[i], query.limit)]
+        bound = f"{format_limit(query.limit)}: {len(passing)} of {len(pool)}"
+        if not passing:
+            return Resolution([], rule=f"no {noun} candidate {bound.split(':')[0]} ({len(pool)} measured)",
+                              abstained=True, pool=len(pool))
+        pool = passing
     rel = query.relation
     if rel is not None:
         res = _resolve_relation(query, candidates, pool, references or [], presence, min_pixels, frame)
@@ -188,6 +212,15 @@ def resolve(query: Query, candidates: list[Candidate], presence: float = 0.0, mi
             rule = f"all {len(pool)} {noun} candidates"
         res = Resolution(sel, {i: k + 1 for k, i in enumerate(order)}, rule)
     res.pool = res.pool or len(pool)
+    if query.count and not res.abstained:  # a count the rule did not apply itself
+        asked, found = query.count, len(res.selected)
+        if found > asked:
+            res.selected = res.selected[:asked]
+            res.rule += f"; the first {asked}"
+        elif found < asked:
+            res.rule += f"; only {found} of the {asked} asked for"
+    if bound and not res.abstained:
+        res.rule += f"; {bound}"
     if not res.selected and not res.abstained:
         res.abstained = True
     if weak and say_unranked:
@@ -211,6 +244,12 @@ def _resolve_size(query: Query, cands: list[Candidate], pool: list[int],
         word = _COMPARATIVE[(s.measure, s.order)]
         tag = f"{tag} (the {len(pool)} largest of {total})"
     order = sorted(pool, key=key, reverse=(s.order == "desc"))
+    if query.count:  # "the two largest lakes"
+        sel = order[: query.count]
+        values = ", ".join(format_area(cands[i].area_m2) if s.measure == "area" else format_length(cands[i].length_m)
+                           for i in sel)
+        return Resolution(sel, {i: k + 1 for k, i in enumerate(order)},
+                          f"{len(sel)} {word} of {len(order)} {_noun(query, len(order))}{tag}: {values}")
     if query.number != "one":
         return Resolution(order, {i: k + 1 for k, i in enumerate(order)},
                           f"all {len(order)} {query.head or 'object'} candidates{tag}, ranked {word} first")

@@ -94,6 +94,23 @@ def test_all_lakes_selects_every_lake(tmp_path, scene, model):
     assert events[-1]["answer_features"] == 3
 
 
+@pytest.mark.parametrize("expression,lakes", [
+    ("the two largest lakes", {"big_se", "mid_nw"}),  # 63 ha and 30 ha; the 6 ha one is third
+    ("lakes larger than 10 ha", {"big_se", "mid_nw"}),
+    ("the lakes smaller than 0.4 km2", {"mid_nw", "small_ne"}),
+])
+def test_counts_and_measured_bounds_answer_that_set(tmp_path, scene, model, expression, lakes):
+    out = tmp_path / "o.gpkg"
+    result, events = segment(scene, expression, "-o", out)
+    assert result.exit_code == 0, result.output
+    answer = gpd.read_file(out, layer="answer")
+    expected = shapely.union_all([box_of(*LAKES[k]) for k in lakes])
+    assert len(answer) == len(lakes) and shapely.union_all(answer.geometry).normalize().equals(expected.normalize())
+    query = json.load(open(str(out) + ".manifest.json"))["scene_level"]["query"]
+    assert (query["count"] is not None) == ("two" in expression)
+    assert (query["limit"] is not None) == ("than" in expression)
+
+
 def test_unknown_noun_abstains_without_running_the_model(tmp_path, scene, model):
     out = tmp_path / "o.gpkg"
     result, events = segment(scene, "the bridge over the river", "-o", out)

@@ -6,6 +6,7 @@ import pytest
 
 from rrsis_geo.referring.expression import (
     COMPOUND_NOUNS,
+    Limit,
     Position,
     Query,
     Size,
@@ -162,6 +163,20 @@ CASES: list[tuple[str, dict]] = [
     ("the ones", dict(head=None, number="plural")),
     ("qwerty zzz", dict(head="zzz", referent="qwerty zzz", unparsed=("qwerty",))),
     ("  the   lake\tin the  north ", dict(text="the lake in the north", position=region("north"))),
+    # counts, measured bounds, "above" / "below"
+    ("the two largest lakes", dict(head="lake", number="plural", size=AREA_DESC, count=2)),
+    ("the 3 northernmost fields", dict(head="field", number="plural", position=extreme("north"), count=3)),
+    ("the largest lake", dict(head="lake", number="one", size=AREA_DESC, count=None)),
+    ("lakes larger than 2 ha", dict(head="lake", number="plural", limit=Limit("area", ">", 20_000.0))),
+    ("the lakes of more than 1.5 km²", dict(head="lake", limit=Limit("area", ">", 1_500_000.0))),
+    ("all the ponds smaller than 5,000 m2", dict(head="pond", number="all", limit=Limit("area", "<", 5_000.0))),
+    ("fields with an area of at least 10ha", dict(head="field", limit=Limit("area", ">", 100_000.0))),
+    ("rivers longer than 2 km", dict(head="river", limit=Limit("length", ">", 2_000.0))),
+    ("the lake over 3 acres in the north", dict(head="lake", position=region("north"),
+                                                limit=Limit("area", ">", 3 * 4046.8564224))),
+    ("the lake over the river", dict(head="lake", relation=rel("over", "river"), limit=None)),
+    ("the lake above the river", dict(head="lake", relation=rel("direction", "river", direction="north"))),
+    ("the pond below the large lake", dict(head="pond", relation=rel("direction", "lake", direction="south"))),
 ]
 
 

@@ -138,6 +138,29 @@ def test_a_side_word_names_the_side_middle_before_its_corners():
     assert answer("the lake on the left side", [corner, west_middle])[0] == [1]
 
 
+def test_a_count_names_that_many_under_the_rule():
+    selected, res = answer("the two largest lakes")
+    assert selected == [0, 1] and res.rule == "2 largest of 4 lake candidates: 0.56 km2, 0.36 km2"
+    assert answer("the 3 smallest lakes")[0] == [3, 2, 1]
+    selected, res = answer("the two northernmost lakes")
+    assert selected == [2, 1] and res.rule.endswith("; the first 2"), res.rule
+    selected, res = answer("the five largest lakes")
+    assert selected == [0, 1, 2, 3] and res.rule.endswith("only 4 of the 5 asked for"), res.rule
+    weak = [*LAKES[:3], cand(100, 100, 1900, 1900, score=0.3)]  # a large weak candidate
+    assert answer("the two largest lakes", weak)[0] == [0, 1]  # a count chooses among the confident ones
+
+
+def test_a_measured_bound_filters_before_the_rule():
+    selected, res = answer("lakes larger than 10 ha")
+    assert sorted(selected) == [0, 1] and res.rule.endswith("larger than 0.10 km2: 2 of 4"), res.rule
+    assert answer("all the lakes smaller than 5 ha")[0] == [3]
+    assert answer("the smallest lake larger than 5 ha")[0] == [2]  # 90,000 m2, not the 40,000 m2 one
+    assert answer("the lake over 20 ha in the north")[0] == [1]
+    selected, res = answer("lakes larger than 100 ha")
+    assert selected == [] and res.abstained and res.rule == "no lake candidate larger than 1.00 km2 (4 measured)"
+    assert answer("rivers longer than 500 m", [LAKES[0], LAKES[3]])[0] == [0]  # 0.8 km long, the other 0.2 km
+
+
 def test_longest_uses_the_length_along_the_object():
     river = shapely.LineString([(100, 1500), (800, 1700), (1500, 1300), (2900, 1500)]).buffer(30)
     rivers = [cand(0, 0, 0, 0, geom=river), cand(1000, 2500, 1600, 2700)]
