@@ -233,7 +233,9 @@ SIZE_POST_RX = _rx(rf"(?:with|having|of)(?: the)? (?:(?P<ord>{_ORD}) )?(?P<word>
                    r"(?: (?:surface|total))? (?P<noun>area|size|extent|surface|footprint|length|coverage)")
 EXTREME_RX = _rx(rf"[a-z-]*(?:north|south|east|west)ernmost|topmost|uppermost|bottommost|lowermost|leftmost"
                  rf"|rightmost|cent(?:re|er)most"
-                 rf"|(?:furthest|farthest|most)(?: to)?(?: the)? (?:{_DIR}){_NOT_OF}")
+                 rf"|(?:furthest|farthest|most)(?: to)?(?: the)? (?:{_DIR}){_NOT_OF}"
+                 rf"|(?:nearest|closest)(?: to)?(?: the)? (?:{_DIR})(?: (?:edge|side|border|end))?"
+                 rf"(?=$| (?:{_FOLLOW})(?: |$))")
 DIR_ADJ_RX = _rx(_DIR)
 REGION_RX = _rx(rf"(?:in|at|on|to|towards|toward|near|along|within|by)(?: the)?(?: (?:very|far|extreme))? "
                 rf"(?P<dir>{_DIR})(?: (?:{_REGION_NOUNS}))?(?=$| (?:{_FOLLOW})(?: |$))")
@@ -303,14 +305,22 @@ def _number(word: str) -> str:
     return re.sub(r",(?=\d{3}(?!\d))", "", word).replace(",", ".")
 
 
+_COMPASS_ABBREVIATIONS = {"ne": "north-east", "nw": "north-west", "se": "south-east", "sw": "south-west"}
+_COMPASS_LETTERS = {"N": "north", "S": "south", "E": "east", "W": "west"}
+
+
 def _tokens(text: str) -> list[Tok]:
-    """Word tokens (punctuation dropped); "northwest" is spelt "north-west", a possessive loses "'s";
-    numbers keep their decimals and a unit written on a number is its own token ("2ha", "3 km²")."""
+    """Word tokens (punctuation dropped); "northwest" is spelt "north-west", "NE" "north-east" and a
+    capital N, S, E or W its compass word; a possessive loses "'s"; numbers keep their decimals and a
+    unit written on a number is its own token ("2ha", "3 km²")."""
     text = _NUMBER_UNIT.sub(r"\1 ", text.replace("²", "2"))
     out = []
     for m in _TOKEN.finditer(text):
         if m.group()[0].isdigit() and not m.group().isalnum():
             out.append(Tok(_number(m.group()), m.group()))
+            continue
+        if m.group() in _COMPASS_LETTERS or m.group().lower() in _COMPASS_ABBREVIATIONS:
+            out.append(Tok(_COMPASS_LETTERS.get(m.group()) or _COMPASS_ABBREVIATIONS[m.group().lower()], m.group()))
             continue
         word = re.sub(r"['’]s$", "", m.group().lower())
         word = re.sub(r"^(north|south)-?(east|west)", r"\1-\2", word)

@@ -177,6 +177,13 @@ CASES: list[tuple[str, dict]] = [
     ("the lake over the river", dict(head="lake", relation=rel("over", "river"), limit=None)),
     ("the lake above the river", dict(head="lake", relation=rel("direction", "river", direction="north"))),
     ("the pond below the large lake", dict(head="pond", relation=rel("direction", "lake", direction="south"))),
+    # compass abbreviations; "nearest the top" / "closest to the centre" are extremes, not references
+    ("the lake in the NE", dict(head="lake", position=region("north-east"))),
+    ("the largest lake in the SW quadrant", dict(head="lake", size=AREA_DESC, position=region("south-west"))),
+    ("the lake N of the river", dict(head="lake", relation=rel("direction", "river", direction="north"))),
+    ("the lake closest to the centre", dict(head="lake", position=extreme("centre"), relation=None)),
+    ("the field nearest the top edge", dict(head="field", position=extreme("north"), relation=None)),
+    ("the lake nearest to the north lake", dict(head="lake", position=None, relation=rel("near", "lake"))),
 ]
 
 
