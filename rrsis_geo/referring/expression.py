@@ -6,6 +6,7 @@ The grammar is a set of regular expressions over lower-case word tokens (no tagg
     np         := {det | size | extreme | adjective | modifier} head [tail]
     size       := [ordinal] SIZE_WORD                      "the second largest", "the less extensive"
     extreme    := DIRECTION-most | ("furthest"|"most") DIR  "the northernmost", "the furthest north"
+                | ("nearest"|"closest") [to] the DIR       "the lake closest to the centre"
                 | DIR                                      "the upper lake" ("central": the centre region)
     post       := "with the" size ("area"|"length")        "the lake with the largest area"
                 | ("furthest"|"farthest") DIR              "the lake furthest east"
