@@ -59,7 +59,7 @@ class Limit:
 class Position:
     """Where the referent lies in the scene frame: a region of it, or the extreme along a direction."""
 
-    kind: str  # "region" | "extreme"
+    kind: str  # "region" (a third of the frame, a corner cell) | "half" ("the lower half") | "extreme"
     direction: str  # north, south, east, west, north-east, north-west, south-east, south-west, centre
 
 
@@ -239,7 +239,7 @@ EXTREME_RX = _rx(rf"[a-z-]*(?:north|south|east|west)ernmost|topmost|uppermost|bo
                  rf"(?=$| (?:{_FOLLOW})(?: |$))")
 DIR_ADJ_RX = _rx(_DIR)
 REGION_RX = _rx(rf"(?:in|at|on|to|towards|toward|near|along|within|by)(?: the)?(?: (?:very|far|extreme))? "
-                rf"(?P<dir>{_DIR})(?: (?:{_REGION_NOUNS}))?(?=$| (?:{_FOLLOW})(?: |$))")
+                rf"(?P<dir>{_DIR})(?: (?P<noun>{_REGION_NOUNS}))?(?=$| (?:{_FOLLOW})(?: |$))")
 _UNIT = "|".join(sorted((re.escape(u) + ("s?" if u[-1].isalpha() and " " not in u[:-1] or u.startswith("square") else "")
                          for u in UNITS), key=len, reverse=True))
 LIMIT_RX = _rx(rf"(?:(?:with|having|of|covering)(?: an?| the)? (?:area|size|surface|extent|length) (?:of )?"
@@ -438,7 +438,8 @@ def _post_operator(toks: list[Tok], i: int) -> tuple[int, Size | Position | Limi
     if hit := _match(EXTREME_RX, toks, i):
         return hit[0], Position("extreme", _direction(hit[1].group(0)))
     if hit := _match(REGION_RX, toks, i):
-        return hit[0], Position("region", _direction(hit[1].group("dir")))
+        d = _direction(hit[1].group("dir"))
+        return hit[0], Position("half" if hit[1].group("noun") == "half" and d != "centre" else "region", d)
     return None
 
 

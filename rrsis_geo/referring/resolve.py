@@ -14,6 +14,8 @@ weak detection of another kind of water is not "the largest lake"):
   upper middle": one in the north-west corner would have been called so), then the candidate with
   the most glance support wins (the whole-scene view of the sentence), then the largest. With none
   inside, the one covering most of the region, else the one nearest it, and the rule says so.
+- **position, half** ("in the lower half", "in the western half"): as a region, the frame cut in
+  halves (a corner word: its quarter).
 - **position, extreme** ("the northernmost", "the leftmost"): rank by the centroid along the
   direction.
 - **relation** ("east of X", "nearest to X", "over X", "in X", "between X and Y"): X is resolved
@@ -118,10 +120,11 @@ def _noun(query: Query, n: int = 2) -> str:
     return head if n == 1 else f"{head} candidates"
 
 
-def in_region(c: Candidate, direction: str) -> bool:
-    """Whether the centroid lies in the region a compass word names (thirds of the frame)."""
-    col = 0 if c.u < 1 / 3 else (2 if c.u > 2 / 3 else 1)
-    row = 0 if c.v > 2 / 3 else (2 if c.v < 1 / 3 else 1)  # row 0 = north
+def in_region(c: Candidate, direction: str, cut: float = 1 / 3) -> bool:
+    """Whether the centroid lies in the region a compass word names (thirds of the frame; with
+    ``cut`` 0.5, halves and quarters)."""
+    col = 0 if c.u < cut else (2 if c.u > 1 - cut else 1)
+    row = 0 if c.v > 1 - cut else (2 if c.v < cut else 1)  # row 0 = north
     if direction == "centre":
         return (col, row) == (1, 1)
     ns = direction.split("-")[0] if "-" in direction else (direction if direction in ("north", "south") else None)
@@ -141,12 +144,13 @@ def in_side_middle(c: Candidate, direction: str) -> bool:
     return False
 
 
-def region_anchor(direction: str) -> tuple[float, float]:
+def region_anchor(direction: str, cut: float = 1 / 3) -> tuple[float, float]:
     """The (u, v) point a region word points at (a corner cell's centre, a side's middle)."""
     if direction == "centre":
         return 0.5, 0.5
     dx, dy = _VEC[direction]
-    return 0.5 + (dx and math.copysign(1 / 3, dx)), 0.5 + (dy and math.copysign(1 / 3, dy))
+    off = 0.5 - cut / 2
+    return 0.5 + (dx and math.copysign(off, dx)), 0.5 + (dy and math.copysign(off, dy))
 
 
 def _salience(c: Candidate) -> tuple:
@@ -275,25 +279,28 @@ def _resolve_extreme(query: Query, cands: list[Candidate], pool: list[int]) -> R
                       f"{_EXTREME[d]} of {len(order)} {_noun(query, len(order))}")
 
 
-def region_box(frame: Frame, direction: str) -> shapely.Geometry:
+def region_box(frame: Frame, direction: str, cut: float = 1 / 3) -> shapely.Geometry:
     """The region a compass word names (see :func:`in_region`) as a box in the metric frame."""
     w, h = frame.maxx - frame.minx, frame.maxy - frame.miny
-    cols = {"west": (0, 1), "east": (2, 3)}
-    rows = {"north": (2, 3), "south": (0, 1)}  # thirds counted from the south
+    n = round(1 / cut)  # 3 (thirds) or 2 (halves)
+    cols = {"west": (0, 1), "east": (n - 1, n)}
+    rows = {"north": (n - 1, n), "south": (0, 1)}  # counted from the south
     if direction == "centre":
-        c, r = (1, 2), (1, 2)
+        c = r = (1, n - 1)
     else:
         parts = direction.split("-")
-        r = next((rows[p] for p in parts if p in rows), (0, 3))
-        c = next((cols[p] for p in parts if p in cols), (0, 3))
-    return shapely.box(frame.minx + w * c[0] / 3, frame.miny + h * r[0] / 3,
-                       frame.minx + w * c[1] / 3, frame.miny + h * r[1] / 3)
+        r = next((rows[p] for p in parts if p in rows), (0, n))
+        c = next((cols[p] for p in parts if p in cols), (0, n))
+    return shapely.box(frame.minx + w * c[0] / n, frame.miny + h * r[0] / n,
+                       frame.minx + w * c[1] / n, frame.miny + h * r[1] / n)
 
 
 def _resolve_region(query: Query, cands: list[Candidate], pool: list[int], frame: Frame | None) -> Resolution:
     d = query.position.direction
-    inside = [i for i in pool if in_region(cands[i], d)]
-    where = "the centre" if d == "centre" else f"the {d}"
+    half = query.position.kind == "half"
+    cut = 0.5 if half else 1 / 3
+    inside = [i for i in pool if in_region(cands[i], d, cut)]
+    where = "the centre" if d == "centre" else f"the {d}{' half' if half else ''}"
     if inside:
         order = sorted(inside, key=lambda i: _salience(cands[i]), reverse=True)
         rest = [i for i in pool if i not in inside]
@@ -301,7 +308,7 @@ def _resolve_region(query: Query, cands: list[Candidate], pool: list[int], frame
             return Resolution(order, {i: k + 1 for k, i in enumerate(order + rest)},
                               f"all {len(order)} of {len(pool)} {query.head or 'object'} candidates in {where} "
                               f"of the scene")
-        middle = [i for i in order if in_side_middle(cands[i], d)]
+        middle = [] if half else [i for i in order if in_side_middle(cands[i], d)]
         of_middle = f", {len(middle)} in its middle cell" if middle and len(middle) < len(order) else ""
         order = middle + [i for i in order if i not in middle]
         return Resolution(order[:1], {i: k + 1 for k, i in enumerate(order + rest)},
@@ -311,14 +318,14 @@ def _resolve_region(query: Query, cands: list[Candidate], pool: list[int], frame
         return Resolution([], rule=f"no {query.head or 'object'} candidate in {where} of the scene",
                           abstained=True)
     if frame is not None:  # the object covering most of the region ("the sea in the south-east")
-        box = region_box(frame, d)
+        box = region_box(frame, d, cut)
         cover = {i: cands[i].metric.intersection(box).area for i in pool}
         order = sorted((i for i in pool if cover[i] > 0), key=lambda i: -cover[i])
         if order:
             return Resolution(order[:1], {i: k + 1 for k, i in enumerate(order)},
                               f"covering most of {where} of the scene ({format_area(cover[order[0]])} of it; "
                               f"no centroid of {len(pool)} {query.head or 'object'} candidates inside it)")
-    au, av = region_anchor(d)
+    au, av = region_anchor(d, cut)
     order = sorted(pool, key=lambda i: math.hypot(cands[i].u - au, cands[i].v - av))
     return Resolution(order[:1], {i: k + 1 for k, i in enumerate(order)},
                       f"nearest to {where} of the scene (none of {len(pool)} {query.head or 'object'} "

@@ -184,6 +184,8 @@ CASES: list[tuple[str, dict]] = [
     ("the lake closest to the centre", dict(head="lake", position=extreme("centre"), relation=None)),
     ("the field nearest the top edge", dict(head="field", position=extreme("north"), relation=None)),
     ("the lake nearest to the north lake", dict(head="lake", position=None, relation=rel("near", "lake"))),
+    ("the lake in the lower half", dict(head="lake", position=Position("half", "south"))),
+    ("the field in the western half of the image", dict(head="field", position=Position("half", "west"))),
 ]
 
 

@@ -161,6 +161,17 @@ def test_a_measured_bound_filters_before_the_rule():
     assert answer("rivers longer than 500 m", [LAKES[0], LAKES[3]])[0] == [0]  # 0.8 km long, the other 0.2 km
 
 
+def test_a_half_is_half_the_frame():
+    """The centre lake (u 0.5) is in no third's side; at 0.45 it is in the western half only."""
+    west_of_middle = cand(1250, 1400, 1450, 1600)  # centroid u 0.45, v 0.5
+    assert not in_region(west_of_middle, "west") and in_region(west_of_middle, "west", cut=0.5)
+    selected, res = answer("the lake in the western half", [LAKES[0], west_of_middle])
+    assert selected == [1] and res.rule.startswith("in the west half of the scene"), res.rule
+    assert answer("the lake in the west", [LAKES[0], west_of_middle])[0] == [1]  # nearest the west third
+    assert answer("the lake in the west", [LAKES[0], west_of_middle])[1].rule.startswith("nearest to the west")
+    assert region_box(FRAME, "south", cut=0.5).bounds == (0.0, 0.0, 3000.0, 1500.0)
+
+
 def test_longest_uses_the_length_along_the_object():
     river = shapely.LineString([(100, 1500), (800, 1700), (1500, 1300), (2900, 1500)]).buffer(30)
     rivers = [cand(0, 0, 0, 0, geom=river), cand(1000, 2500, 1600, 2700)]
