@@ -16,6 +16,10 @@ import torch
 from tests.models.data.make_legacy_fixture import logits
 
 FIXTURE = np.load(Path(__file__).parent / "data" / "legacy_outputs.npz")
+# Float32 kernels round differently on other CPUs: on an AMD EPYC (AVX512) the logits (up to 9 in
+# magnitude) differ from the fixture's by up to 7e-6. A module built or loaded wrongly moves them by
+# far more than this bound, and the predicted classes must be the same.
+ATOL = 1e-4
 
 
 def test_config_without_variant_keys_is_the_legacy_model():
@@ -33,7 +37,7 @@ def test_legacy_tiny_rebuilds_the_same_parameters_and_outputs():
 
     model = build_model(config_from_dict(json.loads(str(FIXTURE["tiny_config"]))), pretrained=False, seed=0)
     out = logits(model)
-    np.testing.assert_allclose(out, FIXTURE["tiny_logits"], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(out, FIXTURE["tiny_logits"], rtol=0, atol=ATOL)
     assert np.array_equal(out.argmax(1), FIXTURE["tiny_logits"].argmax(1))
 
 
@@ -47,5 +51,5 @@ def test_shipped_demo_model_predicts_as_before():
     model, _ = load_checkpoint(path)
     torch.set_num_threads(2)
     out = logits(model)
-    np.testing.assert_allclose(out, FIXTURE["demo_logits"], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(out, FIXTURE["demo_logits"], rtol=0, atol=ATOL)
     assert np.array_equal(out.argmax(1), FIXTURE["demo_logits"].argmax(1))
