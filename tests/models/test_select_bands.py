@@ -27,6 +27,11 @@ def rgbn(tmp_path):
     return model, path
 
 
+# Reordered filters sum in another order: float32 logits (up to about 6) then differ by about 1e-5
+# (measured over 12 draws of the weights, 1 and 2 threads); a wrong selection moves them by 3-6.
+ATOL = 1e-4
+
+
 def logits(model, text_proc, x):
     with torch.no_grad():
         return model.eval()(x, text_proc(["the largest lake", "the field in the north"])).logits
@@ -40,7 +45,7 @@ def test_the_narrowed_model_is_the_source_with_dropped_bands_at_their_mean(tmp_p
     x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
     full = torch.zeros(2, 4, 64, 64)
     full[:, [1, 2, 0]] = x  # band 4 at its mean: 0 once normalised
-    assert torch.allclose(logits(narrow, text_proc, x), logits(src_model, text_proc, full), atol=1e-5)
+    assert torch.allclose(logits(narrow, text_proc, x), logits(src_model, text_proc, full), atol=ATOL)
     # the kept bands' normalisation and radiometry follow them; what was measured on outputs does not
     assert list(narrow.cfg.mean) == [0.5, 0.6, 0.4] and list(narrow.cfg.std) == [0.25, 0.3, 0.2]
     assert meta["bands"] == 3 and meta["threshold"] == 0.5 and "presence" not in meta
@@ -53,7 +58,7 @@ def test_the_same_bands_reordered_are_the_source_on_reordered_input(tmp_path, rg
     src_model, src = rgbn
     narrow, _ = load_checkpoint(select_bands(src, tmp_path / "grbn.safetensors", [2, 1, 3, 4])["path"])
     x = torch.randn(2, 4, 64, 64, generator=torch.Generator().manual_seed(2))
-    assert torch.allclose(logits(narrow, text_proc, x[:, [1, 0, 2, 3]]), logits(src_model, text_proc, x), atol=1e-5)
+    assert torch.allclose(logits(narrow, text_proc, x[:, [1, 0, 2, 3]]), logits(src_model, text_proc, x), atol=ATOL)
     assert not torch.allclose(logits(narrow, text_proc, x), logits(src_model, text_proc, x), atol=1e-3)
 
 
