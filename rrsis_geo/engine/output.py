@@ -59,6 +59,7 @@ CANDIDATE_SCHEMA: dict[str, str] = {
     "elongation": "float64",
     "u": "float64",
     "v": "float64",
+    "at_edge": "int64",
     "rule": "object",
 }
 # GeoPackage layer names of a scene-level run.

@@ -840,15 +840,16 @@ def _scene_level(plan: ScenePlan, features: list[dict], passes: _Passes, aoi_geo
     """Candidates from the zoom pass's features, glance support, references, resolution."""
     info, options, minfo = passes.info, passes.options, passes.minfo
     metric = MetricContext(info.crs, info.bounds)
-    frame = Frame.of(metric.to_metric(_frame_polygon(info, aoi_geoms)))
-    candidates = build_candidates(features, metric, frame)
+    footprint = metric.to_metric(_frame_polygon(info, aoi_geoms))
+    frame = Frame.of(footprint)
+    candidates = build_candidates(features, metric, frame, footprint)
     glance, glance_transform = passes.glance()
     add_glance_support(candidates, glance, glance_transform)
     references = []
     for ref_query, phrase in plan.references:
         same = phrase == plan.zoom_phrase
         references.append((ref_query, candidates if same else
-                           build_candidates(passes.zoom(phrase), metric, frame)))
+                           build_candidates(passes.zoom(phrase), metric, frame, footprint)))
     presence = options.presence if options.presence is not None else float(minfo.extra.get("presence", 0.0))
     resolution = resolve(plan.query, candidates, presence=presence,
                          min_pixels=min_candidate_pixels(minfo, passes.tile), references=references,

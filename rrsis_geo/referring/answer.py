@@ -18,6 +18,7 @@ def candidate_records(candidates: list[Candidate], res: Resolution) -> list[dict
             "glance": None if c.glance is None else round(c.glance, 6),
             "length_m": round(c.length_m, 3), "width_m": round(c.width_m, 3),
             "elongation": round(c.elongation, 3), "u": round(c.u, 5), "v": round(c.v, 5),
+            "at_edge": int(c.at_edge),
             "rule": res.rule,
         })
     rows.sort(key=lambda r: (r["rank"] == 0, r["rank"], -r["area_m2"]))

@@ -6,7 +6,9 @@ rectangle with the object's area and perimeter, so a winding river's length is a
 the perimeter is the outline's simplified by one pixel side, without the pixel staircase),
 elongation, its centroid on the map and in the frame (``u`` west -> east, ``v`` south -> north,
 both 0..1 over the scene's or the AOI's extent, map north up), the zoom pass's mean and maximum
-probability, and its glance support (the mean probability the whole-scene glance pass gave it).
+probability, its glance support (the mean probability the whole-scene glance pass gave it), and
+whether it touches the edge of the area searched (the scene's footprint or its AOI part), where
+it may continue beyond what was measured.
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ class Candidate:
     pixels: int
     glance: float | None = None
     record: dict | None = None  # the vectoriser's feature record it came from
+    at_edge: bool = False  # within a pixel of the searched area's outline
 
 
 def equivalent_rectangle(area: float, perimeter: float) -> tuple[float, float]:
@@ -68,8 +71,11 @@ def equivalent_rectangle(area: float, perimeter: float) -> tuple[float, float]:
     return length, width
 
 
-def build_candidates(records: list[dict], metric: MetricContext, frame: Frame) -> list[Candidate]:
-    """Candidates from the vectoriser's feature records (geometry in the scene CRS)."""
+def build_candidates(records: list[dict], metric: MetricContext, frame: Frame,
+                     footprint: shapely.Geometry | None = None) -> list[Candidate]:
+    """Candidates from the vectoriser's feature records (geometry in the scene CRS); ``footprint``
+    (the searched area in the metric frame) marks those within a pixel of its outline."""
+    outline = footprint.boundary if footprint is not None else None
     out = []
     for r in records:
         geom = r["geometry"]
@@ -84,6 +90,7 @@ def build_candidates(records: list[dict], metric: MetricContext, frame: Frame) -
             geometry=geom, metric=m, area_m2=float(r["area_m2"]), length_m=length, width_m=width,
             elongation=length / width if width > 0 else 1.0, x=c.x, y=c.y, u=u, v=v,
             score=float(r["score"]), score_max=float(r["score_max"]), pixels=int(r["pixels"]), record=r,
+            at_edge=outline is not None and m.distance(outline) <= pixel,
         ))
     return out
 

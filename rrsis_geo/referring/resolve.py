@@ -27,7 +27,8 @@ weak detection of another kind of water is not "the largest lake"):
 - **measured bound** ("larger than 2 ha", "longer than 1 km"): only candidates past the bound take
   part in the rules above.
 
-Singular expressions name one candidate; a count ("the two largest lakes") names that many of the
+A singular answer touching the edge of the area searched says so in the rule: it may continue
+beyond what was measured. Singular expressions name one candidate; a count ("the two largest lakes") names that many of the
 first under the rule (among the confident ones, as one referent does); "all" and plural ones every
 candidate that passes the region or relation filter. When nothing is left the answer is an abstention with its reason.
 Everything is measured on the candidates' metric geometry, so "east" is map east and distances
@@ -176,8 +177,8 @@ def resolve(query: Query, candidates: list[Candidate], presence: float = 0.0, mi
     phrase's query and its own candidates (in the order of ``query.relation.references``);
     ``frame`` (the candidates' metric frame) lets a region word fall back to the candidate covering
     most of the region when no centroid lies inside it; ``say_unranked`` adds to the rule how many
-    less confident candidates a singular expression left out (not in a reference's rule, which the
-    relation's own rule quotes)."""
+    less confident candidates a singular expression left out and whether its answer touches the
+    edge of the area searched (not in a reference's rule, which the relation's own rule quotes)."""
     pool = [i for i, c in enumerate(candidates) if c.score_max >= presence and c.pixels >= min_pixels]
     noun = query.head or "object"
     if not pool:
@@ -229,6 +230,8 @@ def resolve(query: Query, candidates: list[Candidate], presence: float = 0.0, mi
         res.abstained = True
     if weak and say_unranked:
         res.rule += f"; {weak} less confident {noun} candidate{'s' if weak > 1 else ''} not ranked"
+    if say_unranked and query.number == "one" and res.answer is not None and candidates[res.answer].at_edge:
+        res.rule += "; it touches the edge of the area searched and may continue beyond it"
     return res
 
 

@@ -111,6 +111,18 @@ def test_counts_and_measured_bounds_answer_that_set(tmp_path, scene, model, expr
     assert (query["limit"] is not None) == ("than" in expression)
 
 
+def test_candidates_on_the_scene_edge_are_flagged(tmp_path, scene, model):
+    """The river runs from the scene's top to its bottom: it may continue beyond, and the rule says
+    so; no lake touches the edge."""
+    out = tmp_path / "o.gpkg"
+    result, events = segment(scene, "the river", "-o", out)
+    assert result.exit_code == 0, result.output
+    assert events[-1]["rule"].endswith("it touches the edge of the area searched and may continue beyond it")
+    assert gpd.read_file(out, layer="candidates").at_edge.tolist() == [1]
+    segment(scene, "the largest lake", "-o", out, "--overwrite")
+    assert gpd.read_file(out, layer="candidates").at_edge.tolist() == [0, 0, 0]
+
+
 def test_unknown_noun_abstains_without_running_the_model(tmp_path, scene, model):
     out = tmp_path / "o.gpkg"
     result, events = segment(scene, "the bridge over the river", "-o", out)

@@ -274,6 +274,23 @@ def test_candidates_in_a_geographic_crs_are_measured_in_metres():
     assert c.u == pytest.approx(0.05, abs=0.025) and c.v == pytest.approx(0.05, abs=0.025)
 
 
+def test_a_candidate_on_the_frame_edge_is_flagged_and_its_answer_says_so():
+    """The largest lake cut by the scene's edge may be larger than measured: the answer says so."""
+    metric = MetricContext("EPSG:32633", (0.0, 0.0, 3000.0, 3000.0))
+    footprint = shapely.box(0.0, 0.0, 3000.0, 3000.0)
+    rec = lambda g: {"geometry": g, "area_m2": g.area, "score": 0.9, "score_max": 0.99,  # noqa: E731
+                     "pixels": int(g.area / 100)}
+    edge, inner = build_candidates([rec(shapely.box(2000, 0, 3000, 900)), rec(shapely.box(100, 2000, 600, 2500))],
+                                   metric, Frame.of(footprint), footprint)
+    assert edge.at_edge and not inner.at_edge
+    selected, res = answer("the largest lake", [edge, inner])
+    assert selected == [0] and res.rule.endswith("; it touches the edge of the area searched and may continue beyond it")
+    assert not answer("the smallest lake", [edge, inner])[1].rule.endswith("beyond it")
+    aoi = shapely.box(500, 500, 2500, 2500)  # an AOI: its outline is the edge (within a pixel)
+    (near,) = build_candidates([rec(shapely.box(1500, 505, 1800, 800))], metric, Frame.of(aoi), aoi)
+    assert near.at_edge
+
+
 def test_one_referent_is_chosen_among_the_confident_candidates():
     # a large weak detection (mean probability well below the others', peak still above presence)
     weak = dataclasses.replace(cand(100, 100, 1300, 1300, score=0.6), score_max=0.99)
