@@ -87,6 +87,7 @@ class Query:
     unparsed: tuple[str, ...] = ()
     limit: Limit | None = None
     count: int | None = None  # "the two largest lakes": 2
+    within: Position | None = None  # a region beside an extreme: "the northernmost lake in the west"
 
     @property
     def operators(self) -> list[str]:
@@ -459,20 +460,28 @@ def _relation(toks: list[Tok], i: int) -> Relation | None:
     return None
 
 
-def _first_of_each(op: Size | Position, size: Size | None, position: Position | None
-                   ) -> tuple[Size | None, Position | None]:
-    """``(size, position)`` with ``op`` taken where none of its kind was found yet (the first
-    size and the first position word count)."""
+def _first_of_each(op: Size | Position | None, size: Size | None, position: Position | None,
+                   within: Position | None) -> tuple[Size | None, Position | None, Position | None]:
+    """``(size, position, within)`` with ``op`` taken where none of its kind was found yet (the
+    first size and the first position word count); a region beside an extreme is kept as
+    ``within`` ("the northernmost lake in the west": position north, within the west)."""
+    if op is None:
+        return size, position, within
     if isinstance(op, Size):
-        return size or op, position
-    return size, position or op
+        return size or op, position, within
+    if position is None:
+        return size, op, within
+    if within is None and (position.kind == "extreme") != (op.kind == "extreme"):
+        return (size, position, op) if position.kind == "extreme" else (size, op, position)
+    return size, position, within
 
 
-def _scan(toks: list[Tok]) -> tuple[list[Tok], Size | None, Position | None, Relation | None, Limit | None]:
+def _scan(toks: list[Tok]) -> tuple[list[Tok], tuple, Relation | None, Limit | None]:
     """Take the operator phrases out of the token list, left to right; a relation ends the scan.
-    Returns the remaining (noun phrase) tokens and the operators found."""
+    Returns the remaining (noun phrase) tokens and the operators found ((size, position, within),
+    relation, limit)."""
     kept: list[Tok] = []
-    size = position = limit = None
+    size = position = within = limit = None
     i = 0
     while i < len(toks):
         if hit := _post_operator(toks, i):
@@ -480,15 +489,15 @@ def _scan(toks: list[Tok]) -> tuple[list[Tok], Size | None, Position | None, Rel
             if isinstance(op, Limit):
                 limit = limit or op
             else:
-                size, position = _first_of_each(op, size, position)
+                size, position, within = _first_of_each(op, size, position, within)
             i += n
             continue
         # after a determiner, "nearest" or "by" belongs to the noun phrase ("the nearest lake")
         if not (kept and kept[-1].word in DETERMINERS) and (relation := _relation(toks, i)):
-            return kept, size, position, relation, limit
+            return kept, (size, position, within), relation, limit
         kept.append(toks[i])
         i += 1
-    return kept, size, position, None, limit
+    return kept, (size, position, within), None, limit
 
 
 # --- noun phrase ------------------------------------------------------------------------------
@@ -503,6 +512,7 @@ class _Phrase:
     position: Position | None
     unparsed: tuple[str, ...]
     count: int | None = None
+    within: Position | None = None
 
 
 def _count(words: set[str]) -> int | None:
@@ -524,12 +534,12 @@ def _noun_phrase(toks: list[Tok], forced_number: str | None) -> _Phrase:
     """Determiners, operators, attributes and head of the first noun phrase; the rest is its tail."""
     cut = next((k for k in range(1, len(toks)) if toks[k].word in BOUNDARY), len(toks))
     roles: list[tuple[Tok, str]] = []
-    size = position = None
+    size = position = within = None
     j = 0
     while j < cut:
         if hit := _np_operator(toks, j, cut):
             n, op = hit
-            size, position = _first_of_each(op, size, position)
+            size, position, within = _first_of_each(op, size, position, within)
             j += n
             continue
         roles.append((toks[j], _role(toks, j, cut)))
@@ -561,6 +571,7 @@ def _noun_phrase(toks: list[Tok], forced_number: str | None) -> _Phrase:
         position=position,
         unparsed=tuple(_words([t for t, r in before if r == "word"] + tail)),
         count=_count(dets) if number == "plural" else None,
+        within=within,
     )
 
 
@@ -572,8 +583,12 @@ def parse(text: str) -> Query:
     toks = _merge_compounds(_tokens(norm))
     toks = _drop(_drop(toks, FRAME_RX), FILLER_RX)
     toks, forced_number = _partitive(_reorder_superlative(toks))
-    np_toks, size, position, relation, limit = _scan(toks)
+    np_toks, post, relation, limit = _scan(toks)
     np = _noun_phrase(np_toks, forced_number)
+    ops = (np.size, np.position, np.within)  # the words before the head first, then those after it
+    for op in post:
+        ops = _first_of_each(op, *ops)
+    size, position, within = ops
     return Query(text=norm, referent=np.referent, head=np.head, attributes=np.attributes, number=np.number,
-                 size=np.size or size, position=np.position or position, relation=relation,
-                 unparsed=np.unparsed, limit=limit, count=np.count)
+                 size=size, position=position, relation=relation, unparsed=np.unparsed, limit=limit,
+                 count=np.count, within=within)

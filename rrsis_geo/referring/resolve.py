@@ -18,6 +18,9 @@ weak detection of another kind of water is not "the largest lake"):
   halves (a corner word: its quarter).
 - **position, extreme** ("the northernmost", "the leftmost"): rank by the centroid along the
   direction.
+- **a region with a size or an extreme** ("the largest lake in the north", "the northernmost lake
+  in the west"): the size or extreme decides among the candidates centred in the region (none
+  there: those reaching into it).
 - **relation** ("east of X", "nearest to X", "over X", "in X", "between X and Y"): X is resolved
   first among its own candidates; then candidates whose centroid lies in the direction's compass
   sector seen from X (its eighth, else its quarter; nearest first; seen from X's centroid, or from
@@ -197,13 +200,28 @@ def resolve(query: Query, candidates: list[Candidate], presence: float = 0.0, mi
             return Resolution([], rule=f"no {noun} candidate {bound.split(':')[0]} ({len(pool)} measured)",
                               abstained=True, pool=len(pool))
         pool = passing
+    area = query.within  # "the northernmost lake in the west", "the largest lake in the north"
+    if area is None and query.size is not None and query.relation is None and query.position is not None:
+        area = query.position if query.position.kind != "extreme" else None
+    tag = ""
+    if area is not None:
+        cut = 0.5 if area.kind == "half" else 1 / 3
+        where = _where(area)
+        inside = [i for i in pool if in_region(candidates[i], area.direction, cut)]
+        if not inside and frame is not None:  # none centred there: those reaching into it
+            box = region_box(frame, area.direction, cut)
+            inside = [i for i in pool if candidates[i].metric.intersects(box)]
+        if not inside:
+            return Resolution([], rule=f"no {noun} candidate in {where} of the scene", abstained=True,
+                              pool=len(pool))
+        pool, tag = inside, f" in {where} of the scene"
     rel = query.relation
     if rel is not None:
         res = _resolve_relation(query, candidates, pool, references or [], presence, min_pixels, frame)
     elif query.size is not None:
-        res = _resolve_size(query, candidates, pool)
+        res = _resolve_size(query, candidates, pool, tag=tag)
     elif query.position is not None and query.position.kind == "extreme":
-        res = _resolve_extreme(query, candidates, pool)
+        res = _resolve_extreme(query, candidates, pool, tag=tag)
     elif query.position is not None:
         res = _resolve_region(query, candidates, pool, frame)
     else:
@@ -269,7 +287,7 @@ def _resolve_size(query: Query, cands: list[Candidate], pool: list[int],
                       f"{ordinal(s.rank)}{word} of {len(order)} {_noun(query, len(order))}{tag}: {value}")
 
 
-def _resolve_extreme(query: Query, cands: list[Candidate], pool: list[int]) -> Resolution:
+def _resolve_extreme(query: Query, cands: list[Candidate], pool: list[int], tag: str = "") -> Resolution:
     d = query.position.direction
     if d == "centre":
         key = lambda i: -math.hypot(cands[i].u - 0.5, cands[i].v - 0.5)  # noqa: E731
@@ -279,7 +297,7 @@ def _resolve_extreme(query: Query, cands: list[Candidate], pool: list[int]) -> R
     order = sorted(pool, key=key, reverse=True)
     sel = _pick(order, query)
     return Resolution(sel, {i: k + 1 for k, i in enumerate(order)},
-                      f"{_EXTREME[d]} of {len(order)} {_noun(query, len(order))}")
+                      f"{_EXTREME[d]} of {len(order)} {_noun(query, len(order))}{tag}")
 
 
 def region_box(frame: Frame, direction: str, cut: float = 1 / 3) -> shapely.Geometry:
@@ -298,12 +316,19 @@ def region_box(frame: Frame, direction: str, cut: float = 1 / 3) -> shapely.Geom
                        frame.minx + w * c[1] / n, frame.miny + h * r[1] / n)
 
 
+def _where(position) -> str:
+    """"the north-west", "the west half", "the centre": the region a position word names."""
+    if position.direction == "centre":
+        return "the centre"
+    return f"the {position.direction}{' half' if position.kind == 'half' else ''}"
+
+
 def _resolve_region(query: Query, cands: list[Candidate], pool: list[int], frame: Frame | None) -> Resolution:
     d = query.position.direction
     half = query.position.kind == "half"
     cut = 0.5 if half else 1 / 3
     inside = [i for i in pool if in_region(cands[i], d, cut)]
-    where = "the centre" if d == "centre" else f"the {d}{' half' if half else ''}"
+    where = _where(query.position)
     if inside:
         order = sorted(inside, key=lambda i: _salience(cands[i]), reverse=True)
         rest = [i for i in pool if i not in inside]

@@ -56,6 +56,7 @@ def segment(*args):
     ("the second largest lake", "mid_nw"),
     ("the smallest pond", "small_ne"),
     ("the lake in the north-west corner", "mid_nw"),
+    ("the largest lake in the north", "mid_nw"),  # the scene's largest is in the south-east
     ("the northernmost lake", "small_ne"),
     ("the lake east of the river", "big_se"),
     ("the lake nearest to the river", "big_se"),

@@ -185,6 +185,9 @@ CASES: list[tuple[str, dict]] = [
     ("the field nearest the top edge", dict(head="field", position=extreme("north"), relation=None)),
     ("the lake nearest to the north lake", dict(head="lake", position=None, relation=rel("near", "lake"))),
     ("the lake in the lower half", dict(head="lake", position=Position("half", "south"))),
+    ("the northernmost lake in the west", dict(head="lake", position=extreme("north"), within=region("west"))),
+    ("the lake in the west furthest north", dict(head="lake", position=extreme("north"), within=region("west"))),
+    ("the largest lake in the north", dict(head="lake", size=AREA_DESC, position=region("north"), within=None)),
     ("the field in the western half of the image", dict(head="field", position=Position("half", "west"))),
 ]
 

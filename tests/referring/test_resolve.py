@@ -161,6 +161,21 @@ def test_a_measured_bound_filters_before_the_rule():
     assert answer("rivers longer than 500 m", [LAKES[0], LAKES[3]])[0] == [0]  # 0.8 km long, the other 0.2 km
 
 
+def test_a_region_narrows_a_size_or_an_extreme():
+    """"the largest lake in the north" is the north's largest (1), not the scene's (0, south-east)."""
+    selected, res = answer("the largest lake in the north", frame=FRAME)
+    assert selected == [1] and res.rule == "largest of 2 lake candidates in the north of the scene: 0.36 km2"
+    assert answer("the smallest lake in the east", frame=FRAME)[0] == [2]
+    assert answer("the northernmost lake in the west", frame=FRAME)[0] == [1]  # not 2, north-east
+    assert answer("the two largest lakes in the north", frame=FRAME)[0] == [1, 2]
+    selected, res = answer("the largest lake in the south-west", frame=FRAME)
+    assert selected == [] and res.abstained and res.rule == "no lake candidate in the south-west of the scene"
+    # none centred in the region: one reaching into it
+    long_one = cand(100, 800, 400, 1600)  # centroid v 0.4 (the middle third); reaches y 800 (the south's)
+    assert not in_region(long_one, "south")
+    assert answer("the largest lake in the south", [long_one, LAKES[1]], frame=FRAME)[0] == [0]
+
+
 def test_a_half_is_half_the_frame():
     """The centre lake (u 0.5) is in no third's side; at 0.45 it is in the western half only."""
     west_of_middle = cand(1250, 1400, 1450, 1600)  # centroid u 0.45, v 0.5
