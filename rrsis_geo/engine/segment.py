@@ -1076,6 +1076,7 @@ def _scene_manifest(plan: ScenePlan, answer: _SceneAnswer, result: SegmentResult
                   "position": asdict(q.position) if q.position else None,
                   "relation": ({"kind": q.relation.kind, "direction": q.relation.direction,
                                 "references": [r.text for r in q.relation.references]} if q.relation else None),
+                  "within": asdict(q.within) if q.within else None,
                   "limit": asdict(q.limit) if q.limit else None, "count": q.count,
                   "unparsed": list(q.unparsed)},
         "glance_phrase": q.text, "zoom_phrases": plan.phrases(),
