@@ -1075,6 +1075,7 @@ def _scene_manifest(plan: ScenePlan, answer: _SceneAnswer, result: SegmentResult
                   "size": asdict(q.size) if q.size else None,
                   "position": asdict(q.position) if q.position else None,
                   "relation": ({"kind": q.relation.kind, "direction": q.relation.direction,
+                                "distance_m": q.relation.distance_m,
                                 "references": [r.text for r in q.relation.references]} if q.relation else None),
                   "within": asdict(q.within) if q.within else None,
                   "limit": asdict(q.limit) if q.limit else None, "count": q.count,

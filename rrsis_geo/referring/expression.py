@@ -17,8 +17,9 @@ The grammar is a set of regular expressions over lower-case word tokens (no tagg
     ref        := expression                              (parsed recursively: it may carry operators)
 
 Before matching, multi-word nouns (:data:`COMPOUND_NOUNS`) become one token, references to the
-frame ("in the image") and fillers ("located", "that is") are dropped, "the nearest X to Y" is read
-as "the X nearest to Y", and a partitive ("the larger of the two lakes") loses its "of the two".
+frame ("in the image"), fillers ("located", "that is", "please") and a request's opening words
+("show me", "find", "where is") are dropped, "the nearest X to Y" is read as "the X nearest to Y",
+and a partitive ("the larger of the two lakes") loses its "of the two".
 A region is only a region when nothing but a preposition or the end follows it ("in the west
 lake" is a relation to a lake). The head is the last word of the noun phrase (the words before its
 first preposition) that is not a determiner, operator or known adjective; the words before it are
@@ -67,9 +68,10 @@ class Position:
 class Relation:
     """Position relative to other referents (one, or two for "between")."""
 
-    kind: str  # "direction" | "near" | "far" | "over" | "in" | "between"
+    kind: str  # "direction" | "near" | "far" | "over" | "in" | "between" | "within"
     direction: str | None
     references: tuple[Query, ...]
+    distance_m: float | None = None  # "within": "within 500 m of the river"
 
 
 @dataclass(frozen=True)
@@ -229,7 +231,10 @@ FILLER_RX = _rx(
     r"|furthest|farthest)(?: |$))"
     r"|located|situated|lying|lies|lie|positioned|placed|found|shown|visible|seen|depicted|appearing"
     r"|sitting|sits|standing|stands|running|runs|flowing|flows|going|goes|passing|passes|leading|leads"
-    r"|extending|stretching|is|are|being")
+    r"|extending|stretching|is|are|being|please|kindly")
+# a request's opening words: "show me the largest lake", "find all lakes", "where is the river"
+COMMAND_RX = _rx(r"(?:(?:can|could) you )?(?:show(?: me)?|find(?: me)?|give me|select|highlight|segment|locate"
+                 r"|outline|mark|detect|extract|map|get(?: me)?|delineate|digiti[sz]e|where(?: (?:is|are))?)")
 SIZE_RX = _rx(rf"(?:(?P<ord>{_ORD}) )?(?P<word>{_SIZE})")
 SIZE_POST_RX = _rx(rf"(?:with|having|of)(?: the)? (?:(?P<ord>{_ORD}) )?(?P<word>{_SIZE})"
                    r"(?: (?:surface|total))? (?P<noun>area|size|extent|surface|footprint|length|coverage)")
@@ -245,8 +250,12 @@ _UNIT = "|".join(sorted((re.escape(u) + ("s?" if u[-1].isalpha() and " " not in 
                          for u in UNITS), key=len, reverse=True))
 LIMIT_RX = _rx(rf"(?:(?:with|having|of|covering)(?: an?| the)? (?:area|size|surface|extent|length) (?:of )?"
                rf"|of |covering |measuring )?"
-               rf"(?P<cmp>{'|'.join(_MORE + _LESS)}) (?P<num>\d+(?:\.\d+)?) (?P<unit>{_UNIT})")
+               rf"(?P<cmp>{'|'.join(_MORE + _LESS)}) (?P<num>\d+(?:\.\d+)?) (?P<unit>{_UNIT})"
+               r"(?! (?:away )?(?:from|of)(?: |$))")  # "less than 200 m from the river" is a distance
+_LENGTH_UNIT = "|".join(sorted((re.escape(u) + "s?" for u in _LENGTH_UNITS), key=len, reverse=True))
 RELATIONS: tuple[tuple[str, re.Pattern], ...] = (
+    ("within", _rx(rf"(?:within|less than|no more than|at most|up to) (?P<num>\d+(?:\.\d+)?) (?P<unit>{_LENGTH_UNIT})"
+                   r"(?: (?:away )?(?:of|from))")),
     ("between", _rx(r"between")),
     ("direction", _rx(r"(?:(?:directly|just|right|immediately) )?(?P<dir>above|below|beneath)")),
     ("direction", _rx(rf"(?:(?:to|towards|toward|in|on|at) (?:the )?)?(?:(?:far|directly|just|due|slightly"
@@ -456,7 +465,11 @@ def _relation(toks: list[Tok], i: int) -> Relation | None:
             k = next((k for k, t in enumerate(rest) if t.word == "and"), None)
             parts = [p for p in (rest[:k], rest[k + 1:]) if p] if k is not None else [rest]
         direction = _direction(hit[1].group("dir")) if kind == "direction" else None
-        return Relation(kind, direction, tuple(parse(_text(p)) for p in parts))
+        distance = None
+        if kind == "within":
+            unit = hit[1].group("unit")
+            distance = float(hit[1].group("num")) * UNITS[unit if unit in UNITS else singular(unit)][1]
+        return Relation(kind, direction, tuple(parse(_text(p)) for p in parts), distance)
     return None
 
 
@@ -582,6 +595,8 @@ def parse(text: str) -> Query:
         raise ValueError("empty expression")
     toks = _merge_compounds(_tokens(norm))
     toks = _drop(_drop(toks, FRAME_RX), FILLER_RX)
+    if toks and (hit := _match(COMMAND_RX, toks, 0)) and hit[0] < len(toks):
+        toks = toks[hit[0]:]
     toks, forced_number = _partitive(_reorder_superlative(toks))
     np_toks, post, relation, limit = _scan(toks)
     np = _noun_phrase(np_toks, forced_number)

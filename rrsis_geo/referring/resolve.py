@@ -21,11 +21,12 @@ weak detection of another kind of water is not "the largest lake"):
 - **a region with a size or an extreme** ("the largest lake in the north", "the northernmost lake
   in the west"): the size or extreme decides among the candidates centred in the region (none
   there: those reaching into it).
-- **relation** ("east of X", "nearest to X", "over X", "in X", "between X and Y"): X is resolved
-  first among its own candidates; then candidates whose centroid lies in the direction's compass
-  sector seen from X (its eighth, else its quarter; nearest first; seen from X's centroid, or from
-  its nearest point when X is elongated like a river), the nearest / farthest by distance between outlines, those crossing X
-  (by the length inside X), those inside X's outline, or nearest the line between X and Y.
+- **relation** ("east of X", "nearest to X", "within 500 m of X", "over X", "in X", "between X and
+  Y"): X is resolved first among its own candidates; then candidates whose centroid lies in the
+  direction's compass sector seen from X (its eighth, else its quarter; nearest first; seen from
+  X's centroid, or from its nearest point when X is elongated like a river), the nearest / farthest
+  by distance between outlines, those within the distance of X's outline (nearest first), those
+  crossing X (by the length inside X), those inside X's outline, or nearest the line between X and Y.
 - **none** ("the lake"): the most glance support, then the highest zoom score.
 - **measured bound** ("larger than 2 ha", "longer than 1 km"): only candidates past the bound take
   part in the rules above.
@@ -424,6 +425,9 @@ def _resolve_relation(query: Query, cands: list[Candidate], pool: list[int],
         rule = f"{word} {ref_text} of {len(order)} {query.head or 'object'} candidates"
         if order:
             rule += f": {format_length(dist[order[0]])} away"
+    elif rel.kind == "within":  # "within 500 m of the river": by distance between outlines, nearest first
+        order = sorted((i for i in pool if dist[i] <= rel.distance_m), key=lambda i: dist[i])
+        rule = f"within {format_length(rel.distance_m)} of {ref_text}, {len(order)} of {len(pool)} candidates"
     elif rel.kind == "over":
         inside = {i: cands[i].metric.intersection(am).area for i in pool}
         order = sorted((i for i in pool if dist[i] <= 0.0), key=lambda i: -inside[i])

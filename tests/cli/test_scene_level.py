@@ -99,6 +99,7 @@ def test_all_lakes_selects_every_lake(tmp_path, scene, model):
     ("the two largest lakes", {"big_se", "mid_nw"}),  # 63 ha and 30 ha; the 6 ha one is third
     ("lakes larger than 10 ha", {"big_se", "mid_nw"}),
     ("the lakes smaller than 0.4 km2", {"mid_nw", "small_ne"}),
+    ("show me the lakes within 500 m of the river", {"big_se"}),  # 400 m; the others 700 and 900 m
 ])
 def test_counts_and_measured_bounds_answer_that_set(tmp_path, scene, model, expression, lakes):
     out = tmp_path / "o.gpkg"

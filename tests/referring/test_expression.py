@@ -185,6 +185,12 @@ CASES: list[tuple[str, dict]] = [
     ("the field nearest the top edge", dict(head="field", position=extreme("north"), relation=None)),
     ("the lake nearest to the north lake", dict(head="lake", position=None, relation=rel("near", "lake"))),
     ("the lake in the lower half", dict(head="lake", position=Position("half", "south"))),
+    ("show me the largest lake", dict(head="lake", referent="the lake", size=AREA_DESC)),
+    ("Please find all the lakes", dict(head="lake", referent="all the lakes", number="all")),
+    ("where is the sea?", dict(head="sea", referent="the sea")),
+    ("the largest lake please", dict(head="lake", referent="the lake", size=AREA_DESC)),
+    ("the largest lake within 1 km of the river", dict(head="lake", size=AREA_DESC, relation=rel("within", "river"))),
+    ("fields less than 200 metres from the river", dict(head="field", limit=None, relation=rel("within", "river"))),
     ("the northernmost lake in the west", dict(head="lake", position=extreme("north"), within=region("west"))),
     ("the lake in the west furthest north", dict(head="lake", position=extreme("north"), within=region("west"))),
     ("the largest lake in the north", dict(head="lake", size=AREA_DESC, position=region("north"), within=None)),
@@ -209,6 +215,12 @@ def test_operator_words_never_reach_the_referent():
         q = parse(text)
         words = set(q.referent.split()) - {"two"}  # "two lakes" is a number, not an operator
         assert not words & (OPERATOR_WORDS | {"over", "between"}), text
+
+
+def test_a_distance_is_read_in_metres():
+    assert parse("lakes within 500 m of the sea").relation.distance_m == 500.0
+    assert parse("the field less than 1.5 km away from the lake").relation.distance_m == 1500.0
+    assert parse("ponds within 2 miles of the river").relation.distance_m == pytest.approx(3218.688)
 
 
 def test_operators_property():

@@ -176,6 +176,24 @@ def test_a_region_narrows_a_size_or_an_extreme():
     assert answer("the largest lake in the south", [long_one, LAKES[1]], frame=FRAME)[0] == [0]
 
 
+def test_within_a_distance_of_a_reference():
+    """Distances between outlines: the river (x 1300-1500) is 0 m from lake 3, 500 m from 0,
+    600 m from 1, 900 m from 2."""
+    river = cand(1300, 0, 1500, 3000)
+
+    def within(text):
+        q = parse(text)
+        res = resolve(q, LAKES, references=[(q.relation.references[0], [river])], frame=FRAME)
+        return res.selected, res
+
+    assert within("lakes within 800 m of the river")[0] == [3, 0, 1]  # nearest first
+    assert within("the largest lake within 550 m of the river")[0] == [0]
+    selected, res = within("the lake less than 100 m from the river")
+    assert selected == [3] and "within 100 m of \"the river\"" in res.rule
+    assert within("all the lakes within 2 km of the river")[0] == [3, 0, 1, 2]
+    assert within("lakes within 0.5 miles of the river")[0] == [3, 0, 1]  # 805 m
+
+
 def test_a_half_is_half_the_frame():
     """The centre lake (u 0.5) is in no third's side; at 0.45 it is in the western half only."""
     west_of_middle = cand(1250, 1400, 1450, 1600)  # centroid u 0.45, v 0.5
