@@ -1068,15 +1068,20 @@ def _versions() -> dict:
     return v
 
 
+def _relation_record(rel) -> dict:
+    """A relation in the manifest; ``also`` holds those joined to it by "and"."""
+    return {"kind": rel.kind, "direction": rel.direction, "distance_m": rel.distance_m,
+            "references": [r.text for r in rel.references],
+            "also": [_relation_record(r) for r in rel.chain()[1:]]}
+
+
 def _scene_manifest(plan: ScenePlan, answer: _SceneAnswer, result: SegmentResult) -> dict:
     q = plan.query
     return {
         "query": {"referent": q.referent, "head": q.head, "attributes": list(q.attributes), "number": q.number,
                   "size": asdict(q.size) if q.size else None,
                   "position": asdict(q.position) if q.position else None,
-                  "relation": ({"kind": q.relation.kind, "direction": q.relation.direction,
-                                "distance_m": q.relation.distance_m,
-                                "references": [r.text for r in q.relation.references]} if q.relation else None),
+                  "relation": _relation_record(q.relation) if q.relation else None,
                   "within": asdict(q.within) if q.within else None,
                   "limit": asdict(q.limit) if q.limit else None, "count": q.count,
                   "unparsed": list(q.unparsed)},

@@ -12,8 +12,8 @@ The grammar is a set of regular expressions over lower-case word tokens (no tagg
                 | ("furthest"|"farthest") DIR              "the lake furthest east"
                 | PREP ["the"] DIR [REGION_NOUN]           "in the north-west corner", "on the left side"
                 | [of|with an area of] CMP NUMBER UNIT     "larger than 2 ha", "over 1.5 km2", "at most 500 m"
-    relation   := "between" ref "and" ref | [to the] DIR "of" ref | ("above"|"below") ref
-                | NEAR ref | FAR ref | OVER ref | IN ref
+    relation   := ("between" ref "and" ref | [to the] DIR "of" ref | ("above"|"below") ref
+                | NEAR ref | FAR ref | OVER ref | IN ref | "within" DISTANCE "of" ref) ["and" relation]
     ref        := expression                              (parsed recursively: it may carry operators)
 
 Before matching, multi-word nouns (:data:`COMPOUND_NOUNS`) become one token, references to the
@@ -72,6 +72,11 @@ class Relation:
     direction: str | None
     references: tuple[Query, ...]
     distance_m: float | None = None  # "within": "within 500 m of the river"
+    also: Relation | None = None  # "south of the river and east of the lake": the second one
+
+    def chain(self) -> list[Relation]:
+        """This relation and those joined to it by "and", in order."""
+        return [self, *(self.also.chain() if self.also else ())]
 
 
 @dataclass(frozen=True)
@@ -460,16 +465,21 @@ def _relation(toks: list[Tok], i: int) -> Relation | None:
         if not hit or i + hit[0] >= len(toks):
             continue
         rest = toks[i + hit[0]:]
-        parts = [rest]
+        parts, also = [rest], None
         if kind == "between":
             k = next((k for k, t in enumerate(rest) if t.word == "and"), None)
             parts = [p for p in (rest[:k], rest[k + 1:]) if p] if k is not None else [rest]
+        else:  # "south of the river and east of the lake": a second relation after "and"
+            for k, t in enumerate(rest[:-1]):
+                if t.word == "and" and k > 0 and (also := _relation(rest, k + 1)) is not None:
+                    parts = [rest[:k]]
+                    break
         direction = _direction(hit[1].group("dir")) if kind == "direction" else None
         distance = None
         if kind == "within":
             unit = hit[1].group("unit")
             distance = float(hit[1].group("num")) * UNITS[unit if unit in UNITS else singular(unit)][1]
-        return Relation(kind, direction, tuple(parse(_text(p)) for p in parts), distance)
+        return Relation(kind, direction, tuple(parse(_text(p)) for p in parts), distance, also)
     return None
 
 

@@ -46,7 +46,7 @@ def plan_query(expression: str, vocab: Vocabulary | None, force: bool = False) -
     zoom, unknown = _zoom(query, vocab)
     plan = ScenePlan(query, zoom)
     unknowns = [unknown] if unknown else []
-    for ref in query.relation.references if query.relation else ():
+    for ref in (r for rel in query.relation.chain() for r in rel.references) if query.relation else ():
         phrase, ref_unknown = _zoom(ref, vocab)
         plan.references.append((ref, phrase))
         if ref_unknown:

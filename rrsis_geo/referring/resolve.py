@@ -178,7 +178,7 @@ def resolve(query: Query, candidates: list[Candidate], presence: float = 0.0, mi
             references: list[tuple[Query, list[Candidate]]] | None = None,
             frame: Frame | None = None, say_unranked: bool = True) -> Resolution:
     """Resolve ``query`` among ``candidates``; ``references`` holds, for a relation, each reference
-    phrase's query and its own candidates (in the order of ``query.relation.references``);
+    phrase's query and its own candidates (in the order of the references of ``query.relation.chain()``);
     ``frame`` (the candidates' metric frame) lets a region word fall back to the candidate covering
     most of the region when no centroid lies inside it; ``say_unranked`` adds to the rule how many
     less confident candidates a singular expression left out and whether its answer touches the
@@ -382,7 +382,9 @@ def _origin(anchor: Candidate, point: shapely.Point) -> shapely.Point:
 def _resolve_relation(query: Query, cands: list[Candidate], pool: list[int],
                       references: list[tuple[Query, list[Candidate]]], presence: float,
                       min_pixels: int, frame: Frame | None = None) -> Resolution:
-    rel = query.relation
+    """One relation, or several joined by "and" ("south of the river and east of the lake"): each
+    keeps the candidates it allows; those all allow are ranked by the sum of their places."""
+    rels = query.relation.chain()
     anchors = []
     for ref_query, ref_cands in references:
         ref = resolve(as_anchor(ref_query), ref_cands, presence, min_pixels, frame=frame, say_unranked=False)
@@ -390,13 +392,42 @@ def _resolve_relation(query: Query, cands: list[Candidate], pool: list[int],
             return Resolution([], rule=f"the reference \"{ref_query.text}\" was not found ({ref.rule})",
                               abstained=True)
         anchors.append((ref_query, ref_cands[ref.answer], ref.rule))
-    if not anchors:
+    if len(anchors) < sum(len(r.references) for r in rels) or not anchors:
         return Resolution([], rule="the relation's reference could not be analysed", abstained=True)
     # the reference itself is not an answer ("the small lake east of the large lake")
     pool = [i for i in pool if not any(_same_object(cands[i], a) for _, a, _ in anchors)]
     if not pool:
         return Resolution([], rule=f"no {query.head or 'object'} candidate other than the reference",
                           abstained=True)
+    orders, rules, k = [], [], 0
+    for rel in rels:
+        got = _relation_order(query, rel, cands, pool, anchors[k:k + len(rel.references)])
+        k += len(rel.references)
+        if isinstance(got, Resolution):
+            return got
+        orders.append(got[0])
+        rules.append(got[1])
+    rule = " and ".join(rules)
+    if len(orders) == 1:
+        order = orders[0]
+    else:
+        place = [{i: n for n, i in enumerate(o)} for o in orders]
+        both = [i for i in orders[0] if all(i in p for p in place)]
+        order = sorted(both, key=lambda i: sum(p[i] for p in place))  # ties: the first relation's order
+        rule += f": {len(order)} candidates"
+    if not order:
+        return Resolution([], rule=f"no {query.head or 'object'} candidate {rule}", abstained=True)
+    if query.size is not None:  # "the largest lake east of the river"
+        sub = _resolve_size(query, cands, order, tag=f" {rule.split(',')[0]}")
+        return sub
+    sel = _pick(order, query)
+    return Resolution(sel, {i: k + 1 for k, i in enumerate(order)}, rule)
+
+
+def _relation_order(query: Query, rel, cands: list[Candidate], pool: list[int], anchors: list
+                    ) -> tuple[list[int], str] | Resolution:
+    """The candidates one relation allows, in its order, and its rule (a Resolution when it cannot
+    be applied)."""
     a_query, anchor, a_rule = anchors[0]
     am = anchor.metric
     ref_text = f"\"{a_query.text}\" ({a_rule})"
@@ -448,10 +479,4 @@ def _resolve_relation(query: Query, cands: list[Candidate], pool: list[int],
     else:
         return Resolution([], rule=f"unknown relation {rel.kind!r}", abstained=True)
 
-    if not order:
-        return Resolution([], rule=f"no {query.head or 'object'} candidate {rule}", abstained=True)
-    if query.size is not None:  # "the largest lake east of the river"
-        sub = _resolve_size(query, cands, order, tag=f" {rule.split(',')[0]}")
-        return sub
-    sel = _pick(order, query)
-    return Resolution(sel, {i: k + 1 for k, i in enumerate(order)}, rule)
+    return order, rule

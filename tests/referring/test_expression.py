@@ -217,6 +217,15 @@ def test_operator_words_never_reach_the_referent():
         assert not words & (OPERATOR_WORDS | {"over", "between"}), text
 
 
+def test_relations_joined_by_and():
+    chain = parse("the field south of the river and east of the lake").relation.chain()
+    assert [(r.kind, r.direction, [q.head for q in r.references]) for r in chain] == [
+        ("direction", "south", ["river"]), ("direction", "east", ["lake"])]
+    assert len(parse("the lake between the river and the sea").relation.chain()) == 1
+    assert [q.text for q in parse("the lake east of the river and the sea").relation.references] == [
+        "the river and the sea"]  # no second relation: one reference phrase, as before
+
+
 def test_a_distance_is_read_in_metres():
     assert parse("lakes within 500 m of the sea").relation.distance_m == 500.0
     assert parse("the field less than 1.5 km away from the lake").relation.distance_m == 1500.0

@@ -194,6 +194,28 @@ def test_within_a_distance_of_a_reference():
     assert within("lakes within 0.5 miles of the river")[0] == [3, 0, 1]  # 805 m
 
 
+def test_relations_joined_by_and_keep_what_both_allow():
+    """"the lake north of the sea and near the river": among the lakes north of the sea, the one
+    nearest the river, not the one nearest the sea."""
+    sea = cand(0, 0, 3000, 300)                    # along the south edge
+    river = cand(2850, 0, 2950, 3000)              # along the east edge
+    lakes = [cand(200, 500, 400, 700),             # 0: just north of the sea, far from the river
+             cand(2500, 1500, 2700, 1700),         # 1: north of the sea, 150 m from the river
+             cand(1400, 2600, 1600, 2800)]         # 2: far north
+    q = parse("the lake north of the sea and near the river")
+    refs = [(ref, [sea] if ref.head == "sea" else [river]) for rel in q.relation.chain() for ref in rel.references]
+    res = resolve(q, lakes, references=refs, frame=FRAME)
+    assert res.selected == [1], res.rule
+    assert " and nearest to \"the river\"" in res.rule
+    q = parse("the lake north of the sea and west of the river")
+    refs = [(ref, [sea] if ref.head == "sea" else [river]) for rel in q.relation.chain() for ref in rel.references]
+    assert resolve(q, [lakes[0], cand(2960, 500, 2990, 600)], references=refs, frame=FRAME).selected == [0]
+    q = parse("the lake north of the sea and east of the river")  # nothing is east of the river
+    refs = [(ref, [sea] if ref.head == "sea" else [river]) for rel in q.relation.chain() for ref in rel.references]
+    res = resolve(q, lakes, references=refs, frame=FRAME)
+    assert res.abstained and res.selected == []
+
+
 def test_a_half_is_half_the_frame():
     """The centre lake (u 0.5) is in no third's side; at 0.45 it is in the western half only."""
     west_of_middle = cand(1250, 1400, 1450, 1600)  # centroid u 0.45, v 0.5
