@@ -202,17 +202,16 @@ def test_relations_joined_by_and_keep_what_both_allow():
     lakes = [cand(200, 500, 400, 700),             # 0: just north of the sea, far from the river
              cand(2500, 1500, 2700, 1700),         # 1: north of the sea, 150 m from the river
              cand(1400, 2600, 1600, 2800)]         # 2: far north
-    q = parse("the lake north of the sea and near the river")
-    refs = [(ref, [sea] if ref.head == "sea" else [river]) for rel in q.relation.chain() for ref in rel.references]
-    res = resolve(q, lakes, references=refs, frame=FRAME)
-    assert res.selected == [1], res.rule
-    assert " and nearest to \"the river\"" in res.rule
-    q = parse("the lake north of the sea and west of the river")
-    refs = [(ref, [sea] if ref.head == "sea" else [river]) for rel in q.relation.chain() for ref in rel.references]
-    assert resolve(q, [lakes[0], cand(2960, 500, 2990, 600)], references=refs, frame=FRAME).selected == [0]
-    q = parse("the lake north of the sea and east of the river")  # nothing is east of the river
-    refs = [(ref, [sea] if ref.head == "sea" else [river]) for rel in q.relation.chain() for ref in rel.references]
-    res = resolve(q, lakes, references=refs, frame=FRAME)
+
+    def joined(text, cands):
+        q = parse(text)
+        refs = [(ref, [sea] if ref.head == "sea" else [river]) for rel in q.relation.chain() for ref in rel.references]
+        return resolve(q, cands, references=refs, frame=FRAME)
+
+    res = joined("the lake north of the sea and near the river", lakes)
+    assert res.selected == [1] and " and nearest to \"the river\"" in res.rule, res.rule
+    assert joined("the lake north of the sea and west of the river", [lakes[0], cand(2960, 500, 2990, 600)]).selected == [0]
+    res = joined("the lake north of the sea and east of the river", lakes)  # nothing is east of the river
     assert res.abstained and res.selected == []
 
 
