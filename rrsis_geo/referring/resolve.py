@@ -31,10 +31,11 @@ weak detection of another kind of water is not "the largest lake"):
 - **measured bound** ("larger than 2 ha", "longer than 1 km"): only candidates past the bound take
   part in the rules above.
 
-A singular answer touching the edge of the area searched says so in the rule: it may continue
-beyond what was measured. Singular expressions name one candidate; a count ("the two largest lakes") names that many of the
-first under the rule (among the confident ones, as one referent does); "all" and plural ones every
-candidate that passes the region or relation filter. When nothing is left the answer is an abstention with its reason.
+Singular expressions name one candidate; a count ("the two largest lakes") names that many of
+the first under the rule (among the confident ones, as one referent does); "all" and plural ones
+every candidate that passes the region or relation filter. When nothing is left the answer is an
+abstention with its reason. A singular answer touching the edge of the area searched says so in
+the rule: it may continue beyond what was measured.
 Everything is measured on the candidates' metric geometry, so "east" is map east and distances
 are metres in every CRS.
 """
@@ -108,7 +109,7 @@ def format_length(m: float) -> str:
 
 
 def format_limit(limit: Limit) -> str:
-    """"larger than 2.00 ha"-style text of a bound, in the units the rules use."""
+    """"larger than 20,000 m2"-style text of a bound, in the units the rules use."""
     word = {("area", ">"): "larger than", ("area", "<"): "smaller than",
             ("length", ">"): "longer than", ("length", "<"): "shorter than"}[(limit.measure, limit.op)]
     value = format_area(limit.value) if limit.measure == "area" else format_length(limit.value)
@@ -178,7 +179,7 @@ def resolve(query: Query, candidates: list[Candidate], presence: float = 0.0, mi
             references: list[tuple[Query, list[Candidate]]] | None = None,
             frame: Frame | None = None, say_unranked: bool = True) -> Resolution:
     """Resolve ``query`` among ``candidates``; ``references`` holds, for a relation, each reference
-    phrase's query and its own candidates (in the order of the references of ``query.relation.chain()``);
+    phrase's query and its own candidates (in the order of ``query.relation.chain()``'s references);
     ``frame`` (the candidates' metric frame) lets a region word fall back to the candidate covering
     most of the region when no centroid lies inside it; ``say_unranked`` adds to the rule how many
     less confident candidates a singular expression left out and whether its answer touches the
@@ -189,7 +190,7 @@ def resolve(query: Query, candidates: list[Candidate], presence: float = 0.0, mi
         return Resolution([], rule=f"no confident match: no {noun} candidate above the presence threshold "
                                    f"{presence:.2f}", abstained=True)
     weak = 0
-    if query.number == "one" or query.count:  # one referent (or a count of them): among the confident candidates
+    if query.number == "one" or query.count:  # one referent (or a count): among the confident candidates
         best = max(candidates[i].score for i in pool)
         confident = [i for i in pool if candidates[i].score >= CONFIDENT * best]
         weak, pool = len(pool) - len(confident), confident
