@@ -251,7 +251,8 @@ EXTREME_RX = _rx(rf"[a-z-]*(?:north|south|east|west)ernmost|topmost|uppermost|bo
 DIR_ADJ_RX = _rx(_DIR)
 REGION_RX = _rx(rf"(?:in|at|on|to|towards|toward|near|along|within|by)(?: the)?(?: (?:very|far|extreme))? "
                 rf"(?P<dir>{_DIR})(?: (?P<noun>{_REGION_NOUNS}))?(?=$| (?:{_FOLLOW})(?: |$))")
-_UNIT = "|".join(sorted((re.escape(u) + ("s?" if u[-1].isalpha() and " " not in u[:-1] or u.startswith("square") else "")
+# a unit word may take a plural "s" ("hectares", "square metres"); "m2", "sq km" do not
+_UNIT = "|".join(sorted((re.escape(u) + ("s?" if u[-1].isalpha() and not u.startswith("sq ") else "")
                          for u in UNITS), key=len, reverse=True))
 LIMIT_RX = _rx(rf"(?:(?:with|having|of|covering)(?: an?| the)? (?:area|size|surface|extent|length) (?:of )?"
                rf"|of |covering |measuring )?"
