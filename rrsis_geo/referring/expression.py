@@ -7,6 +7,7 @@ The grammar is a set of regular expressions over lower-case word tokens (no tagg
     size       := [ordinal] SIZE_WORD                      "the second largest", "the less extensive"
     extreme    := DIRECTION-most | ("furthest"|"most") DIR  "the northernmost", "the furthest north"
                 | ("nearest"|"closest") [to] the DIR       "the lake closest to the centre"
+                | [ORDINAL ...] "from the" DIR             "the second lake from the left"
                 | DIR                                      "the upper lake" ("central": the centre region)
     post       := "with the" size ("area"|"length")        "the lake with the largest area"
                 | ("furthest"|"farthest") DIR              "the lake furthest east"
@@ -32,7 +33,7 @@ north and south as on a map.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import NamedTuple
 
 
@@ -62,6 +63,7 @@ class Position:
 
     kind: str  # "region" (a third of the frame, a corner cell) | "half" ("the lower half") | "extreme"
     direction: str  # north, south, east, west, north-east, north-west, south-east, south-west, centre
+    rank: int = 1  # an extreme's place: "the second northernmost", "the third from the left"
 
 
 @dataclass(frozen=True)
@@ -247,7 +249,8 @@ EXTREME_RX = _rx(rf"[a-z-]*(?:north|south|east|west)ernmost|topmost|uppermost|bo
                  rf"|rightmost|cent(?:re|er)most"
                  rf"|(?:furthest|farthest|most)(?: to)?(?: the)? (?:{_DIR}){_NOT_OF}"
                  rf"|(?:nearest|closest)(?: to)?(?: the)? (?:{_DIR})(?: (?:edge|side|border|end))?"
-                 rf"(?=$| (?:{_FOLLOW})(?: |$))")
+                 rf"(?=$| (?:{_FOLLOW})(?: |$))"
+                 rf"|(?:counting )?from the (?:{_DIR})(?: (?:edge|side|border|end))?(?=$| (?:{_FOLLOW})(?: |$))")
 DIR_ADJ_RX = _rx(_DIR)
 REGION_RX = _rx(rf"(?:in|at|on|to|towards|toward|near|along|within|by)(?: the)?(?: (?:very|far|extreme))? "
                 rf"(?P<dir>{_DIR})(?: (?P<noun>{_REGION_NOUNS}))?(?=$| (?:{_FOLLOW})(?: |$))")
@@ -537,6 +540,7 @@ class _Phrase:
     unparsed: tuple[str, ...]
     count: int | None = None
     within: Position | None = None
+    ordinal: int | None = None
 
 
 def _count(words: set[str]) -> int | None:
@@ -551,6 +555,8 @@ def _role(toks: list[Tok], j: int, end: int) -> str:
         return "word"  # "the largest one": a pronoun in the head's place
     if word in DETERMINERS or word.isdigit():
         return "det"
+    if word in ORDINALS:
+        return "ord"  # "the second lake from the left": an extreme's place
     return "adj" if word in ADJECTIVES else "word"
 
 
@@ -575,7 +581,7 @@ def _noun_phrase(toks: list[Tok], forced_number: str | None) -> _Phrase:
         head = None
     before = roles if h is None else roles[:h]
     tail = toks[cut:]
-    kept = [t for k, (t, r) in enumerate(roles) if r != "det" or h is None or k < h]
+    kept = [t for k, (t, r) in enumerate(roles) if r != "ord" and (r != "det" or h is None or k < h)]
     dets = {t.word for t, r in roles if r == "det"}
     if forced_number:
         number = forced_number
@@ -596,6 +602,7 @@ def _noun_phrase(toks: list[Tok], forced_number: str | None) -> _Phrase:
         unparsed=tuple(_words([t for t, r in before if r == "word"] + tail)),
         count=_count(dets) if number == "plural" else None,
         within=within,
+        ordinal=next((ORDINALS[t.word] for t, r in roles if r == "ord"), None),
     )
 
 
@@ -615,6 +622,8 @@ def parse(text: str) -> Query:
     for op in post:
         ops = _first_of_each(op, *ops)
     size, position, within = ops
+    if np.ordinal and position is not None and position.kind == "extreme":
+        position = replace(position, rank=np.ordinal)
     return Query(text=norm, referent=np.referent, head=np.head, attributes=np.attributes, number=np.number,
                  size=size, position=position, relation=relation, unparsed=np.unparsed, limit=limit,
                  count=np.count, within=within)

@@ -16,8 +16,8 @@ weak detection of another kind of water is not "the largest lake"):
   inside, the one covering most of the region, else the one nearest it, and the rule says so.
 - **position, half** ("in the lower half", "in the western half"): as a region, the frame cut in
   halves (a corner word: its quarter).
-- **position, extreme** ("the northernmost", "the leftmost"): rank by the centroid along the
-  direction.
+- **position, extreme** ("the northernmost", "the leftmost", "the second from the left"): rank by
+  the centroid along the direction and take the k-th.
 - **a region with a size or an extreme** ("the largest lake in the north", "the northernmost lake
   in the west"): the size or extreme decides among the candidates centred in the region (none
   there: those reaching into it).
@@ -297,9 +297,13 @@ def _resolve_extreme(query: Query, cands: list[Candidate], pool: list[int], tag:
         dx, dy = _VEC[d]
         key = lambda i: cands[i].u * dx + cands[i].v * dy  # noqa: E731
     order = sorted(pool, key=key, reverse=True)
-    sel = _pick(order, query)
+    rank = query.position.rank
+    if query.number == "one" and len(order) < rank:
+        return Resolution([], rule=f"no {ordinal(rank)}{_EXTREME[d]} {query.head or 'object'}: only {len(order)} "
+                                   f"candidate{'s' if len(order) != 1 else ''}{tag}", abstained=True)
+    sel = _pick(order, query, rank)
     return Resolution(sel, {i: k + 1 for k, i in enumerate(order)},
-                      f"{_EXTREME[d]} of {len(order)} {_noun(query, len(order))}{tag}")
+                      f"{ordinal(rank)}{_EXTREME[d]} of {len(order)} {_noun(query, len(order))}{tag}")
 
 
 def region_box(frame: Frame, direction: str, cut: float = 1 / 3) -> shapely.Geometry:

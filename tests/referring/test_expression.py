@@ -185,6 +185,8 @@ CASES: list[tuple[str, dict]] = [
     ("the field nearest the top edge", dict(head="field", position=extreme("north"), relation=None)),
     ("the lake nearest to the north lake", dict(head="lake", position=None, relation=rel("near", "lake"))),
     ("the lake in the lower half", dict(head="lake", position=Position("half", "south"))),
+    ("the second lake from the left", dict(head="lake", referent="the lake", position=Position("extreme", "west", 2))),
+    ("the second northernmost field", dict(head="field", referent="the field", position=Position("extreme", "north", 2))),
     ("show me the largest lake", dict(head="lake", referent="the lake", size=AREA_DESC)),
     ("Please find all the lakes", dict(head="lake", referent="all the lakes", number="all")),
     ("where is the sea?", dict(head="sea", referent="the sea")),

@@ -215,6 +215,16 @@ def test_relations_joined_by_and_keep_what_both_allow():
     assert res.abstained and res.selected == []
 
 
+def test_an_extreme_takes_its_place():
+    """West to east the lakes are 1, 3, 0, 2."""
+    selected, res = answer("the second lake from the left")
+    assert selected == [3] and res.rule == "2nd westernmost of 4 lake candidates"
+    assert answer("the third lake from the left")[0] == [0]
+    assert answer("the second northernmost lake")[0] == [1]
+    selected, res = answer("the fifth lake from the left")
+    assert selected == [] and res.abstained and res.rule == "no 5th westernmost lake: only 4 candidates"
+
+
 def test_a_half_is_half_the_frame():
     """The centre lake (u 0.5) is in no third's side; at 0.45 it is in the western half only."""
     west_of_middle = cand(1250, 1400, 1450, 1600)  # centroid u 0.45, v 0.5
