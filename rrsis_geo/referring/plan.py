@@ -52,7 +52,7 @@ def plan_query(expression: str, vocab: Vocabulary | None, force: bool = False) -
         if ref_unknown:
             unknowns.append(ref_unknown)
     if unknowns:
-        names = ", ".join(f'"{u}"' for u in unknowns)
+        names = ", ".join(f'"{u}"' + (f' (try "{near}")' if (near := vocab.suggest(u)) else "") for u in unknowns)
         known = vocab.describe()
         if force:
             plan.warnings.append(f"this model was not trained to find {names} (it knows: {known}); "

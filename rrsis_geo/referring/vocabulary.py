@@ -8,7 +8,8 @@ A checkpoint stores this as metadata ``vocabulary``::
      "source": "head nouns of the 7120 training expressions"}
 
 :func:`from_training` builds it from the training expressions and their categories; a referent
-noun outside it is answered with a warning and no answer unless the user forces it.
+noun outside it is answered with a warning and no answer unless the user forces it (for an
+everyday word in :data:`NEAR_WORDS`, the warning names the known word to try).
 """
 
 from __future__ import annotations
@@ -20,6 +21,17 @@ from dataclasses import dataclass
 from rrsis_geo.checkpoint_header import MAX_VOCABULARY_NOUNS, vocabulary_nouns
 from rrsis_geo.errors import ModelError
 from rrsis_geo.referring.expression import Query, normalise_noun, parse
+
+
+# everyday words for what the demo categories' nouns name: an unknown noun listed here is still
+# refused, with the known word to try instead ("reservoir": try "lake")
+NEAR_WORDS = {
+    **dict.fromkeys(("reservoir", "waterbody", "tarn", "mere", "loch"), "lake"),
+    **dict.fromkeys(("creek", "brook", "canal", "waterway", "watercourse", "tributary"), "river"),
+    **dict.fromkeys(("ocean", "bay", "gulf"), "sea"),
+    **dict.fromkeys(("cropland", "farmland", "meadow", "pasture", "paddock", "grassland"), "field"),
+    **dict.fromkeys(("soil", "fallow"), "bare field"),
+}
 
 
 @dataclass(frozen=True)
@@ -35,6 +47,11 @@ class Vocabulary:
             if noun == normalise_noun(cat) or noun in entry["nouns"]:
                 return cat
         return None
+
+    def suggest(self, head: str | None) -> str | None:
+        """A known word to try for an unknown head noun ("reservoir" -> "lake"), or None."""
+        near = NEAR_WORDS.get(normalise_noun(head)) if head else None
+        return near if near and self.category_of(near) else None
 
     def prompt(self, category: str | None) -> str | None:
         return self.categories.get(category, {}).get("prompt") if category else None

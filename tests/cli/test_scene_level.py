@@ -137,6 +137,15 @@ def test_unknown_noun_abstains_without_running_the_model(tmp_path, scene, model)
     assert gpd.read_file(out, layer="answer").crs == "EPSG:32633"
 
 
+def test_an_unknown_everyday_word_is_refused_with_the_known_word_to_try(tmp_path, scene, model):
+    result, events = segment(scene, "the largest reservoir", "-o", tmp_path / "o.gpkg")
+    assert result.exit_code == 0 and model.calls == []
+    assert events[-1]["abstained"] is True
+    assert events[-1]["rule"].startswith('unknown to this model: "reservoir" (try "lake"); it knows:')
+    _, events = segment(scene, "the bridge over the river", "-o", tmp_path / "p.gpkg")
+    assert "try" not in events[-1]["rule"]  # no known word is near "bridge"
+
+
 def test_force_answers_an_unknown_noun(tmp_path, scene, model):
     result, events = segment(scene, "the largest bridge", "-o", tmp_path / "o.gpkg", "--force")
     assert result.exit_code == 0
