@@ -390,7 +390,7 @@ def _segment_locked(scene, expression, output, predictor, options, emit, should_
             if plan is not None:
                 runner = _Passes(info, tiles, row_starts, tile, margin, options, minfo, scaling, aoi_fn,
                                  predictor, encode, work, fingerprint, counts, emit, should_cancel,
-                                 threshold, expression, run_id, plan.phrases())
+                                 threshold, expression, run_id, plan.phrases(), plan.query.sentence)
                 scene_answer = _scene_level(plan, features, runner, aoi_geoms)
     except KeyboardInterrupt:
         raise Cancelled(f"interrupted; partial work kept in {work}; run the same command to resume") from None
@@ -773,7 +773,7 @@ class _Passes:
 
     def __init__(self, info, tiles, row_starts, tile, margin, options, minfo, scaling, aoi_fn,
                  predictor, encode, work, fingerprint, counts, emit, should_cancel, threshold, expression,
-                 run_id, phrases):
+                 run_id, phrases, glance_phrase):
         self.__dict__.update(locals())
         del self.__dict__["self"]
 
@@ -791,7 +791,7 @@ class _Passes:
                 self.emit({"event": "log", "level": "warning", "message": UNVERIFIED})
                 prob = None
         if prob is None:
-            encoded = self.encode(self.expression)
+            encoded = self.encode(self.glance_phrase)
             reader = TileReader(self.info, self.scaling, self.minfo.mean, self.minfo.std, self.aoi_fn)
             try:
                 prob = glance_scene(reader, self.predictor, encoded, size)
@@ -1085,7 +1085,7 @@ def _scene_manifest(plan: ScenePlan, answer: _SceneAnswer, result: SegmentResult
                   "within": asdict(q.within) if q.within else None,
                   "limit": asdict(q.limit) if q.limit else None, "count": q.count,
                   "unparsed": list(q.unparsed)},
-        "glance_phrase": q.text, "zoom_phrases": plan.phrases(),
+        "glance_phrase": q.sentence, "zoom_phrases": plan.phrases(),
         "rule": answer.resolution.rule, "abstained": answer.resolution.abstained,
         "answer_features": result.answer_features, "candidates": result.candidates,
         "candidates_output": result.candidates_output,

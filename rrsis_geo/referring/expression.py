@@ -95,6 +95,7 @@ class Query:
     relation: Relation | None = None
     unparsed: tuple[str, ...] = ()
     limit: Limit | None = None
+    sentence: str = ""  # the text without a request's opening words and "please": what the glance pass reads
     count: int | None = None  # "the two largest lakes": 2
     within: Position | None = None  # a region beside an extreme: "the northernmost lake in the west"
 
@@ -606,11 +607,25 @@ def _noun_phrase(toks: list[Tok], forced_number: str | None) -> _Phrase:
     )
 
 
+_POLITE = frozenset({"please", "kindly"})
+
+
+def _sentence(norm: str) -> str:
+    """The sentence without a request's opening words and "please" ("show me the largest lake,
+    please" -> "the largest lake"); the text itself when it has none."""
+    toks = _tokens(norm)
+    kept = [t for t in toks if t.word not in _POLITE]
+    if kept and (hit := _match(COMMAND_RX, kept, 0)) and hit[0] < len(kept):
+        kept = kept[hit[0]:]
+    return norm if len(kept) == len(toks) else _text(kept)
+
+
 def parse(text: str) -> Query:
     """Analyse a referring expression. Raises ``ValueError("empty expression")`` on a blank string."""
     norm = " ".join(text.split())
     if not norm:
         raise ValueError("empty expression")
+    sentence = _sentence(norm)
     toks = _merge_compounds(_tokens(norm))
     toks = _drop(_drop(toks, FRAME_RX), FILLER_RX)
     if toks and (hit := _match(COMMAND_RX, toks, 0)) and hit[0] < len(toks):
@@ -626,4 +641,4 @@ def parse(text: str) -> Query:
         position = replace(position, rank=np.ordinal)
     return Query(text=norm, referent=np.referent, head=np.head, attributes=np.attributes, number=np.number,
                  size=size, position=position, relation=relation, unparsed=np.unparsed, limit=limit,
-                 count=np.count, within=within)
+                 sentence=sentence, count=np.count, within=within)

@@ -83,6 +83,15 @@ def test_answer_layer_holds_exactly_the_named_lake(tmp_path, scene, model, expre
     assert sum(1 for p, _ in model.phrases if p == expression) == 1
 
 
+def test_the_glance_reads_the_sentence_without_the_request_words(tmp_path, scene, model):
+    out = tmp_path / "o.gpkg"
+    result, events = segment(scene, "Show me the largest lake, please", "-o", out)
+    assert result.exit_code == 0 and events[-1]["answer_features"] == 1
+    asked = [p for p, _ in model.phrases]
+    assert "the largest lake" in asked and not any("please" in p or "Show" in p for p in asked)
+    assert json.load(open(str(out) + ".manifest.json"))["scene_level"]["glance_phrase"] == "the largest lake"
+
+
 def test_largest_lake_rule_reports_the_area(tmp_path, scene, model):
     result, events = segment(scene, "the largest lake", "-o", tmp_path / "o.gpkg")
     area_km2 = box_of(*LAKES["big_se"]).area / 1e6
