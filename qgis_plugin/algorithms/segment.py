@@ -55,7 +55,8 @@ set both; use "Calculate from Map Canvas Extent" for the current view.</p>
 The polygons are in the raster's CRS unless <i>Output CRS</i> is set.</p>
 <p><i>Mode</i>: <b>Scene-level</b> (default) answers the sentence in the frame of the whole
 scene: the model maps the objects of the kind the sentence names, and size, position and
-relation words ("the largest", "in the north-west", "east of the river") choose among them. It
+relation words ("the largest", "in the north-west", "east of the river", "within 500 m of the
+river", "larger than 2 ha", "the two largest") choose among them. It
 gives two layers: <b>answer</b> (the referent, or the set for "all the lakes"; empty when the
 model abstains: a noun it was not trained on, unless <i>Force unknown nouns</i>, or no confident
 match) and <b>candidates</b> (every object it chose from, with rank, selected and the measures
