@@ -18,7 +18,7 @@ The grammar is a set of regular expressions over lower-case word tokens (no tagg
     ref        := expression                              (parsed recursively: it may carry operators)
 
 Before matching, multi-word nouns (:data:`COMPOUND_NOUNS`) become one token, references to the
-frame ("in the image"), fillers ("located", "that is", "please") and a request's opening words
+frame ("in the image"), fillers ("located", "that is"), "please" and a request's opening words
 ("show me", "find", "where is") are dropped, "the nearest X to Y" is read as "the X nearest to Y",
 and a partitive ("the larger of the two lakes") loses its "of the two".
 A region is only a region when nothing but a preposition or the end follows it ("in the west
@@ -239,7 +239,7 @@ FILLER_RX = _rx(
     r"|furthest|farthest)(?: |$))"
     r"|located|situated|lying|lies|lie|positioned|placed|found|shown|visible|seen|depicted|appearing"
     r"|sitting|sits|standing|stands|running|runs|flowing|flows|going|goes|passing|passes|leading|leads"
-    r"|extending|stretching|is|are|being|please|kindly")
+    r"|extending|stretching|is|are|being")
 # a request's opening words: "show me the largest lake", "find all lakes", "where is the river"
 COMMAND_RX = _rx(r"(?:(?:can|could) you )?(?:show(?: me)?|find(?: me)?|give me|select|highlight|segment|locate"
                  r"|outline|mark|detect|extract|map|get(?: me)?|delineate|digiti[sz]e|where(?: (?:is|are))?)")
@@ -255,14 +255,21 @@ EXTREME_RX = _rx(rf"[a-z-]*(?:north|south|east|west)ernmost|topmost|uppermost|bo
 DIR_ADJ_RX = _rx(_DIR)
 REGION_RX = _rx(rf"(?:in|at|on|to|towards|toward|near|along|within|by)(?: the)?(?: (?:very|far|extreme))? "
                 rf"(?P<dir>{_DIR})(?: (?P<noun>{_REGION_NOUNS}))?(?=$| (?:{_FOLLOW})(?: |$))")
-# a unit word may take a plural "s" ("hectares", "square metres"); "m2", "sq km" do not
-_UNIT = "|".join(sorted((re.escape(u) + ("s?" if u[-1].isalpha() and not u.startswith("sq ") else "")
-                         for u in UNITS), key=len, reverse=True))
+
+
+def _unit_pattern(units) -> str:
+    """Alternatives for unit words, longest first; a unit word may take a plural "s" ("hectares",
+    "square metres"); "m2", "sq km" do not."""
+    return "|".join(sorted((re.escape(u) + ("s?" if u[-1].isalpha() and not u.startswith("sq ") else "")
+                            for u in units), key=len, reverse=True))
+
+
+_UNIT = _unit_pattern(UNITS)
 LIMIT_RX = _rx(rf"(?:(?:with|having|of|covering)(?: an?| the)? (?:area|size|surface|extent|length) (?:of )?"
                rf"|of |covering |measuring )?"
                rf"(?P<cmp>{'|'.join(_MORE + _LESS)}) (?P<num>\d+(?:\.\d+)?) (?P<unit>{_UNIT})"
                r"(?! (?:away )?(?:from|of)(?: |$))")  # "less than 200 m from the river" is a distance
-_LENGTH_UNIT = "|".join(sorted((re.escape(u) + "s?" for u in _LENGTH_UNITS), key=len, reverse=True))
+_LENGTH_UNIT = _unit_pattern(_LENGTH_UNITS)
 RELATIONS: tuple[tuple[str, re.Pattern], ...] = (
     ("within", _rx(rf"(?:within|less than|no more than|at most|up to) (?P<num>\d+(?:\.\d+)?) (?P<unit>{_LENGTH_UNIT})"
                    r"(?: (?:away )?(?:of|from))")),
@@ -302,11 +309,16 @@ def _size(m: re.Match) -> Size:
     return Size(measure, order, ORDINALS.get(m.group("ord") or "", 1), among)
 
 
-def _limit(m: re.Match) -> Limit:
+def _measured(m: re.Match) -> tuple[str, float]:
+    """(measure, value in square metres or metres) of a match's ``num`` and ``unit`` groups."""
     unit = m.group("unit")
-    key = unit if unit in UNITS else singular(unit)
-    measure, factor = UNITS[key]
-    return Limit(measure, ">" if m.group("cmp") in _MORE else "<", float(m.group("num")) * factor)
+    measure, factor = UNITS[unit if unit in UNITS else singular(unit)]
+    return measure, float(m.group("num")) * factor
+
+
+def _limit(m: re.Match) -> Limit:
+    measure, value = _measured(m)
+    return Limit(measure, ">" if m.group("cmp") in _MORE else "<", value)
 
 
 # --- tokens -----------------------------------------------------------------------------------
@@ -482,8 +494,7 @@ def _relation(toks: list[Tok], i: int) -> Relation | None:
         direction = _direction(hit[1].group("dir")) if kind == "direction" else None
         distance = None
         if kind == "within":
-            unit = hit[1].group("unit")
-            distance = float(hit[1].group("num")) * UNITS[unit if unit in UNITS else singular(unit)][1]
+            distance = _measured(hit[1])[1]
         return Relation(kind, direction, tuple(parse(_text(p)) for p in parts), distance, also)
     return None
 
@@ -626,10 +637,8 @@ def parse(text: str) -> Query:
     if not norm:
         raise ValueError("empty expression")
     sentence = _sentence(norm)
-    toks = _merge_compounds(_tokens(norm))
+    toks = _merge_compounds(_tokens(sentence))
     toks = _drop(_drop(toks, FRAME_RX), FILLER_RX)
-    if toks and (hit := _match(COMMAND_RX, toks, 0)) and hit[0] < len(toks):
-        toks = toks[hit[0]:]
     toks, forced_number = _partitive(_reorder_superlative(toks))
     np_toks, post, relation, limit = _scan(toks)
     np = _noun_phrase(np_toks, forced_number)
