@@ -177,11 +177,11 @@ def _same_object(a: Candidate, b: Candidate) -> bool:
 
 def resolve(query: Query, candidates: list[Candidate], presence: float = 0.0, min_pixels: int = 1,
             references: list[tuple[Query, list[Candidate]]] | None = None,
-            frame: Frame | None = None, say_unranked: bool = True) -> Resolution:
+            frame: Frame | None = None, remarks: bool = True) -> Resolution:
     """Resolve ``query`` among ``candidates``; ``references`` holds, for a relation, each reference
     phrase's query and its own candidates (in the order of ``query.relation.chain()``'s references);
     ``frame`` (the candidates' metric frame) lets a region word fall back to the candidate covering
-    most of the region when no centroid lies inside it; ``say_unranked`` adds to the rule how many
+    most of the region when no centroid lies inside it; ``remarks`` adds to the rule how many
     less confident candidates a singular expression left out and whether its answer touches the
     edge of the area searched (not in a reference's rule, which the relation's own rule quotes)."""
     pool = [i for i, c in enumerate(candidates) if c.score_max >= presence and c.pixels >= min_pixels]
@@ -197,17 +197,17 @@ def resolve(query: Query, candidates: list[Candidate], presence: float = 0.0, mi
     bound = ""
     if query.limit is not None:
         passing = [i for i in pool if within_limit(candidates[i], query.limit)]
-        bound = f"{format_limit(query.limit)}: {len(passing)} of {len(pool)}"
         if not passing:
-            return Resolution([], rule=f"no {noun} candidate {bound.split(':')[0]} ({len(pool)} measured)",
+            return Resolution([], rule=f"no {noun} candidate {format_limit(query.limit)} ({len(pool)} measured)",
                               abstained=True, pool=len(pool))
+        bound = f"{format_limit(query.limit)}: {len(passing)} of {len(pool)}"
         pool = passing
     area = query.within  # "the northernmost lake in the west", "the largest lake in the north"
     if area is None and query.size is not None and query.relation is None and query.position is not None:
         area = query.position if query.position.kind != "extreme" else None
     tag = ""
     if area is not None:
-        cut = 0.5 if area.kind == "half" else 1 / 3
+        cut = _cut(area)
         where = _where(area)
         inside = [i for i in pool if in_region(candidates[i], area.direction, cut)]
         if not inside and frame is not None:  # none centred there: those reaching into it
@@ -248,9 +248,9 @@ def resolve(query: Query, candidates: list[Candidate], presence: float = 0.0, mi
         res.rule += f"; {bound}"
     if not res.selected and not res.abstained:
         res.abstained = True
-    if weak and say_unranked:
+    if weak and remarks:
         res.rule += f"; {weak} less confident {noun} candidate{'s' if weak > 1 else ''} not ranked"
-    if say_unranked and query.number == "one" and res.answer is not None and candidates[res.answer].at_edge:
+    if remarks and query.number == "one" and res.answer is not None and candidates[res.answer].at_edge:
         res.rule += "; it touches the edge of the area searched and may continue beyond it"
     return res
 
@@ -322,6 +322,11 @@ def region_box(frame: Frame, direction: str, cut: float = 1 / 3) -> shapely.Geom
                        frame.minx + w * c[1] / n, frame.miny + h * r[1] / n)
 
 
+def _cut(position) -> float:
+    """Where a region word cuts the frame: at thirds, or at the middle for a half."""
+    return 0.5 if position.kind == "half" else 1 / 3
+
+
 def _where(position) -> str:
     """"the north-west", "the west half", "the centre": the region a position word names."""
     if position.direction == "centre":
@@ -332,7 +337,7 @@ def _where(position) -> str:
 def _resolve_region(query: Query, cands: list[Candidate], pool: list[int], frame: Frame | None) -> Resolution:
     d = query.position.direction
     half = query.position.kind == "half"
-    cut = 0.5 if half else 1 / 3
+    cut = _cut(query.position)
     inside = [i for i in pool if in_region(cands[i], d, cut)]
     where = _where(query.position)
     if inside:
@@ -392,7 +397,7 @@ def _resolve_relation(query: Query, cands: list[Candidate], pool: list[int],
     rels = query.relation.chain()
     anchors = []
     for ref_query, ref_cands in references:
-        ref = resolve(as_anchor(ref_query), ref_cands, presence, min_pixels, frame=frame, say_unranked=False)
+        ref = resolve(as_anchor(ref_query), ref_cands, presence, min_pixels, frame=frame, remarks=False)
         if ref.abstained or ref.answer is None:
             return Resolution([], rule=f"the reference \"{ref_query.text}\" was not found ({ref.rule})",
                               abstained=True)
