@@ -1069,10 +1069,11 @@ def _versions() -> dict:
 
 
 def _relation_record(rel) -> dict:
-    """A relation in the manifest; ``also`` holds those joined to it by "and"."""
-    return {"kind": rel.kind, "direction": rel.direction, "distance_m": rel.distance_m,
-            "references": [r.text for r in rel.references],
-            "also": [_relation_record(r) for r in rel.chain()[1:]]}
+    """A relation in the manifest; ``also`` lists, once each, those joined to it by "and"."""
+    def fields(r):
+        return {"kind": r.kind, "direction": r.direction, "distance_m": r.distance_m,
+                "references": [ref.text for ref in r.references]}
+    return {**fields(rel), "also": [fields(r) for r in rel.chain()[1:]]}
 
 
 def _scene_manifest(plan: ScenePlan, answer: _SceneAnswer, result: SegmentResult) -> dict:

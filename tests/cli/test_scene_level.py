@@ -83,6 +83,17 @@ def test_answer_layer_holds_exactly_the_named_lake(tmp_path, scene, model, expre
     assert sum(1 for p, _ in model.phrases if p == expression) == 1
 
 
+def test_the_manifest_lists_each_joined_relation_once():
+    from rrsis_geo.engine.segment import _relation_record
+    from rrsis_geo.referring.expression import parse
+
+    record = _relation_record(parse("the lake north of the sea and near the river and west of the pond").relation)
+    assert (record["kind"], record["references"]) == ("direction", ["the sea"])
+    assert [(r["kind"], r["direction"], r["references"]) for r in record["also"]] == [
+        ("near", None, ["the river"]), ("direction", "west", ["the pond"])]
+    assert all("also" not in r for r in record["also"])
+
+
 def test_the_glance_reads_the_sentence_without_the_request_words(tmp_path, scene, model):
     out = tmp_path / "o.gpkg"
     result, events = segment(scene, "Show me the largest lake, please", "-o", out)
